@@ -1,0 +1,337 @@
+//! One call's facts and timings, filled in by the provider adapters as the
+//! stream passes, and turned into the summary when the call ends.
+//!
+//! Times are microseconds since the Unix epoch, passed in by the caller.
+
+use crate::latency::GapHistogram;
+use serde::Serialize;
+
+/// How many finish reasons (one per choice) a summary keeps.
+const MAX_FINISH_REASONS: usize = 16;
+/// Longest error message kept.
+const MAX_ERROR_MESSAGE_BYTES: usize = 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Completed,
+    HttpError,
+    UpstreamReset,
+    ClientCancelled,
+    Incomplete,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UsageSource {
+    Reported,
+    Estimated,
+    None,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub input_tokens: Option<u64>,
+    pub output_tokens: Option<u64>,
+    pub cache_read_input_tokens: Option<u64>,
+    pub reasoning_output_tokens: Option<u64>,
+}
+
+/// Text kept up to a byte cap, cut on a character boundary.
+#[derive(Debug, Default)]
+pub struct CappedText {
+    text: String,
+    truncated: bool,
+}
+
+impl CappedText {
+    pub fn push(&mut self, piece: &str, cap: usize) {
+        if self.truncated {
+            return;
+        }
+        let room = cap.saturating_sub(self.text.len());
+        if piece.len() <= room {
+            self.text.push_str(piece);
+            return;
+        }
+        let mut cut = room;
+        while !piece.is_char_boundary(cut) {
+            cut -= 1; // terminates: 0 is a char boundary
+        }
+        self.text.push_str(piece.get(..cut).unwrap_or_default());
+        self.truncated = true;
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    pub fn truncated(&self) -> bool {
+        self.truncated
+    }
+}
+
+/// Request-side facts, noted when the request passes.
+#[derive(Debug, Default, Clone)]
+pub struct RequestInfo {
+    pub id: Option<String>,
+    pub trace_id: Option<String>,
+    pub method: Option<String>,
+    pub path: Option<String>,
+    pub model: Option<String>,
+    pub stream_requested: Option<bool>,
+    pub content: Option<String>,
+}
+
+#[derive(Debug)]
+pub struct CallRecord {
+    pub request: RequestInfo,
+    pub start_us: u64,
+    pub max_content_bytes: usize,
+    pub capture_content: bool,
+
+    pub provider: &'static str,
+    pub api: Option<&'static str>,
+    pub status: Option<u16>,
+    pub stream: bool,
+    pub response_model: Option<String>,
+    pub response_id: Option<String>,
+    pub finish_reasons: Vec<String>,
+    pub usage: Usage,
+    pub error_message: Option<String>,
+    /// The stream said it was done (`[DONE]`, a terminal event).
+    pub saw_end_marker: bool,
+
+    pub first_byte_us: Option<u64>,
+    pub first_token_us: Option<u64>,
+    last_token_us: Option<u64>,
+    pub end_us: Option<u64>,
+
+    pub events: u64,
+    pub chunks: u64,
+    pub bytes: u64,
+    pub parse_errors: u64,
+
+    gaps: GapHistogram,
+    content: CappedText,
+}
+
+impl CallRecord {
+    pub fn new(start_us: u64, capture_content: bool, max_content_bytes: usize) -> Self {
+        CallRecord {
+            request: RequestInfo::default(),
+            start_us,
+            max_content_bytes,
+            capture_content,
+            provider: "unknown",
+            api: None,
+            status: None,
+            stream: false,
+            response_model: None,
+            response_id: None,
+            finish_reasons: Vec::new(),
+            usage: Usage::default(),
+            error_message: None,
+            saw_end_marker: false,
+            first_byte_us: None,
+            first_token_us: None,
+            last_token_us: None,
+            end_us: None,
+            events: 0,
+            chunks: 0,
+            bytes: 0,
+            parse_errors: 0,
+            gaps: GapHistogram::default(),
+            content: CappedText::default(),
+        }
+    }
+
+    pub fn note_chunk(&mut self, len: usize, now_us: u64) {
+        if len == 0 {
+            return;
+        }
+        self.chunks += 1;
+        self.bytes += len as u64;
+        self.first_byte_us.get_or_insert(now_us);
+    }
+
+    /// Something the model produced: answer text, reasoning or a tool call.
+    /// Counts for time to first token and for the gaps between tokens.
+    pub fn note_token_activity(&mut self, now_us: u64) {
+        if let Some(last) = self.last_token_us {
+            self.gaps.record(now_us.saturating_sub(last));
+        }
+        self.first_token_us.get_or_insert(now_us);
+        self.last_token_us = Some(now_us);
+    }
+
+    pub fn push_content(&mut self, text: &str, now_us: u64) {
+        if text.is_empty() {
+            return;
+        }
+        self.note_token_activity(now_us);
+        if self.capture_content {
+            self.content.push(text, self.max_content_bytes);
+        }
+    }
+
+    pub fn set_response_model(&mut self, model: &str) {
+        if self.response_model.is_none() && !model.is_empty() {
+            self.response_model = Some(model.to_string());
+        }
+    }
+
+    pub fn set_response_id(&mut self, id: &str) {
+        if self.response_id.is_none() && !id.is_empty() {
+            self.response_id = Some(id.to_string());
+        }
+    }
+
+    pub fn add_finish_reason(&mut self, reason: &str) {
+        if self.finish_reasons.len() < MAX_FINISH_REASONS {
+            self.finish_reasons.push(reason.to_string());
+        }
+    }
+
+    pub fn set_error(&mut self, message: &str) {
+        let mut capped = CappedText::default();
+        capped.push(message, MAX_ERROR_MESSAGE_BYTES);
+        self.error_message = Some(capped.text);
+    }
+
+    pub fn content(&self) -> &str {
+        self.content.as_str()
+    }
+
+    pub fn summary(&self, outcome: Outcome) -> Summary<'_> {
+        let ms_since_start =
+            |t: Option<u64>| t.map(|t| micros_to_ms(t.saturating_sub(self.start_us)));
+        let usage_source =
+            if self.usage.input_tokens.is_some() || self.usage.output_tokens.is_some() {
+                UsageSource::Reported
+            } else {
+                UsageSource::None
+            };
+        Summary {
+            id: self.request.id.as_deref(),
+            trace_id: self.request.trace_id.as_deref(),
+            start_unix_ms: self.start_us / 1000,
+            method: self.request.method.as_deref(),
+            path: self.request.path.as_deref(),
+            status: self.status,
+            provider: self.provider,
+            api: self.api,
+            stream: self.stream,
+            outcome,
+            model: self.request.model.as_deref(),
+            response_model: self.response_model.as_deref(),
+            response_id: self.response_id.as_deref(),
+            finish_reasons: &self.finish_reasons,
+            input_tokens: self.usage.input_tokens,
+            output_tokens: self.usage.output_tokens,
+            usage_source,
+            cache_read_input_tokens: self.usage.cache_read_input_tokens,
+            reasoning_output_tokens: self.usage.reasoning_output_tokens,
+            ttfb_ms: ms_since_start(self.first_byte_us),
+            ttft_ms: ms_since_start(self.first_token_us),
+            duration_ms: ms_since_start(self.end_us),
+            events: self.events,
+            chunks: self.chunks,
+            bytes: self.bytes,
+            max_gap_ms: self.gaps.max_us().map(micros_to_ms),
+            gap_p50_ms: self.gaps.quantile_us(0.5).map(micros_to_ms),
+            gap_p99_ms: self.gaps.quantile_us(0.99).map(micros_to_ms),
+            content: self.capture_content.then(|| self.content.as_str()),
+            content_truncated: self.content.truncated(),
+            error: self.error_message.as_deref(),
+            parse_errors: self.parse_errors,
+            request_content: self.request.content.as_deref(),
+        }
+    }
+}
+
+fn micros_to_ms(us: u64) -> f64 {
+    us as f64 / 1000.0
+}
+
+/// The per-call summary of DESIGN.md, serialized as one JSON object.
+#[derive(Debug, Serialize)]
+pub struct Summary<'a> {
+    pub id: Option<&'a str>,
+    pub trace_id: Option<&'a str>,
+    pub start_unix_ms: u64,
+    pub method: Option<&'a str>,
+    pub path: Option<&'a str>,
+    pub status: Option<u16>,
+    pub provider: &'a str,
+    pub api: Option<&'a str>,
+    pub stream: bool,
+    pub outcome: Outcome,
+    pub model: Option<&'a str>,
+    pub response_model: Option<&'a str>,
+    pub response_id: Option<&'a str>,
+    pub finish_reasons: &'a [String],
+    pub input_tokens: Option<u64>,
+    pub output_tokens: Option<u64>,
+    pub usage_source: UsageSource,
+    pub cache_read_input_tokens: Option<u64>,
+    pub reasoning_output_tokens: Option<u64>,
+    pub ttfb_ms: Option<f64>,
+    pub ttft_ms: Option<f64>,
+    pub duration_ms: Option<f64>,
+    pub events: u64,
+    pub chunks: u64,
+    pub bytes: u64,
+    pub max_gap_ms: Option<f64>,
+    pub gap_p50_ms: Option<f64>,
+    pub gap_p99_ms: Option<f64>,
+    pub content: Option<&'a str>,
+    pub content_truncated: bool,
+    pub error: Option<&'a str>,
+    pub parse_errors: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_content: Option<&'a str>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capped_text_cuts_on_char_boundary() {
+        let mut t = CappedText::default();
+        t.push("ab", 5);
+        t.push("éé", 5); // 4 bytes, room for 3: keeps one é
+        assert_eq!(t.as_str(), "abé");
+        assert!(t.truncated());
+        t.push("more", 100);
+        assert_eq!(t.as_str(), "abé");
+    }
+
+    #[test]
+    fn timings_are_relative_to_start() {
+        let mut r = CallRecord::new(1_000_000, true, 100);
+        r.note_chunk(10, 1_050_000);
+        r.push_content("", 1_060_000); // empty delta: not a token
+        r.push_content("a", 1_100_000);
+        r.push_content("b", 1_150_000);
+        r.push_content("c", 1_250_000);
+        r.end_us = Some(1_300_000);
+        let s = r.summary(Outcome::Completed);
+        assert_eq!(s.ttfb_ms, Some(50.0));
+        assert_eq!(s.ttft_ms, Some(100.0));
+        assert_eq!(s.duration_ms, Some(300.0));
+        assert_eq!(s.max_gap_ms, Some(100.0));
+        assert_eq!(s.content, Some("abc"));
+        assert_eq!(s.start_unix_ms, 1000);
+    }
+
+    #[test]
+    fn content_not_captured_when_disabled() {
+        let mut r = CallRecord::new(0, false, 100);
+        r.push_content("secret", 10);
+        let s = r.summary(Outcome::Completed);
+        assert_eq!(s.content, None);
+        assert_eq!(s.ttft_ms, Some(0.01));
+    }
+}

@@ -1,0 +1,328 @@
+//! Incremental Server-Sent Events decoder (WHATWG HTML, "event stream
+//! interpretation"), fed body chunks exactly as they pass.
+//!
+//! Chunks may split an event, a line or a `\r\n` pair at any byte; lines may
+//! end in `\n`, `\r\n` or `\r`. Work per chunk is proportional to the chunk:
+//! only an unfinished line is carried over, never the whole response. Bytes
+//! are kept as bytes until an event is complete, so a UTF-8 character split
+//! across chunks is never mangled.
+
+/// One decoded event. `data` is the `data:` lines joined with `\n`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Event<'a> {
+    /// The `event:` field, empty when absent (the spec's "message").
+    pub name: &'a [u8],
+    pub data: &'a [u8],
+    /// True when the event outgrew the size cap: `data` is then empty and
+    /// the event should be counted as not understood.
+    pub oversized: bool,
+}
+
+#[derive(Debug)]
+pub struct SseDecoder {
+    /// Bytes of a line not yet ended by a line break.
+    partial_line: Vec<u8>,
+    /// The previous chunk ended in `\r`: a `\n` starting the next chunk
+    /// belongs to that line break.
+    after_cr: bool,
+    data: Vec<u8>,
+    name: Vec<u8>,
+    has_data: bool,
+    /// Bytes of the event being assembled (lines and data), for the cap.
+    event_bytes: usize,
+    oversized: bool,
+    max_event_bytes: usize,
+}
+
+impl SseDecoder {
+    pub fn new(max_event_bytes: usize) -> Self {
+        SseDecoder {
+            partial_line: Vec::new(),
+            after_cr: false,
+            data: Vec::new(),
+            name: Vec::new(),
+            has_data: false,
+            event_bytes: 0,
+            oversized: false,
+            max_event_bytes,
+        }
+    }
+
+    /// Decodes one chunk, calling `on_event` for every event it completes.
+    pub fn feed(&mut self, chunk: &[u8], on_event: &mut impl FnMut(Event<'_>)) {
+        if chunk.is_empty() {
+            return;
+        }
+        let mut rest = chunk;
+        if self.after_cr {
+            self.after_cr = false;
+            if let Some(tail) = rest.strip_prefix(b"\n") {
+                rest = tail;
+            }
+        }
+        while let Some(pos) = rest.iter().position(|&b| b == b'\n' || b == b'\r') {
+            let (line, tail) = rest.split_at(pos);
+            let mut after = tail.get(1..).unwrap_or_default();
+            if tail.first() == Some(&b'\r') {
+                match after.first() {
+                    Some(b'\n') => after = after.get(1..).unwrap_or_default(),
+                    None => self.after_cr = true,
+                    Some(_) => {}
+                }
+            }
+            if self.partial_line.is_empty() {
+                self.process_line(line, on_event);
+            } else {
+                let mut whole = std::mem::take(&mut self.partial_line);
+                self.append_partial(&mut whole, line);
+                self.process_line(&whole, on_event);
+                whole.clear();
+                self.partial_line = whole;
+            }
+            rest = after;
+        }
+        if !rest.is_empty() {
+            let mut partial = std::mem::take(&mut self.partial_line);
+            self.append_partial(&mut partial, rest);
+            self.partial_line = partial;
+        }
+    }
+
+    /// The stream ended. The spec drops an event without its final blank
+    /// line; LLM servers sometimes omit it, so a pending event is dispatched.
+    pub fn finish(&mut self, on_event: &mut impl FnMut(Event<'_>)) {
+        if !self.partial_line.is_empty() {
+            let line = std::mem::take(&mut self.partial_line);
+            self.process_line(&line, on_event);
+        }
+        self.dispatch(on_event);
+        self.after_cr = false;
+    }
+
+    /// True when bytes of an unfinished event are held.
+    pub fn has_pending(&self) -> bool {
+        !self.partial_line.is_empty() || self.has_data || self.oversized
+    }
+
+    fn append_partial(&mut self, buf: &mut Vec<u8>, bytes: &[u8]) {
+        let held = self.event_bytes.saturating_add(buf.len());
+        if self.oversized || held.saturating_add(bytes.len()) > self.max_event_bytes {
+            self.oversized = true;
+            buf.clear();
+            // A line that long is dropped; keep one byte so the line is
+            // still seen as non-blank when it ends.
+            buf.push(b'x');
+            return;
+        }
+        buf.extend_from_slice(bytes);
+    }
+
+    fn process_line(&mut self, line: &[u8], on_event: &mut impl FnMut(Event<'_>)) {
+        if line.is_empty() {
+            self.dispatch(on_event);
+            return;
+        }
+        if self.oversized {
+            return;
+        }
+        self.event_bytes = self.event_bytes.saturating_add(line.len());
+        if self.event_bytes > self.max_event_bytes {
+            self.oversized = true;
+            self.data.clear();
+            return;
+        }
+        let (field, value) = match line.iter().position(|&b| b == b':') {
+            Some(0) => return, // comment
+            Some(colon) => {
+                let (field, value) = line.split_at(colon);
+                let value = value.get(1..).unwrap_or_default();
+                (field, value.strip_prefix(b" ").unwrap_or(value))
+            }
+            None => (line, &b""[..]),
+        };
+        match field {
+            b"data" => {
+                if self.has_data {
+                    self.data.push(b'\n');
+                }
+                self.data.extend_from_slice(value);
+                self.has_data = true;
+            }
+            b"event" => {
+                self.name.clear();
+                self.name.extend_from_slice(value);
+            }
+            _ => {} // id, retry and unknown fields carry nothing we record
+        }
+    }
+
+    fn dispatch(&mut self, on_event: &mut impl FnMut(Event<'_>)) {
+        if self.oversized {
+            on_event(Event {
+                name: &self.name,
+                data: &[],
+                oversized: true,
+            });
+        } else if self.has_data {
+            on_event(Event {
+                name: &self.name,
+                data: &self.data,
+                oversized: false,
+            });
+        }
+        self.data.clear();
+        self.name.clear();
+        self.has_data = false;
+        self.oversized = false;
+        self.event_bytes = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, PartialEq, Eq)]
+    struct Owned {
+        name: String,
+        data: String,
+        oversized: bool,
+    }
+
+    fn decode_chunks(chunks: &[&[u8]], cap: usize) -> Vec<Owned> {
+        let mut d = SseDecoder::new(cap);
+        let mut out = Vec::new();
+        let mut push = |e: Event<'_>| {
+            out.push(Owned {
+                name: String::from_utf8_lossy(e.name).into_owned(),
+                data: String::from_utf8_lossy(e.data).into_owned(),
+                oversized: e.oversized,
+            })
+        };
+        for c in chunks {
+            d.feed(c, &mut push);
+        }
+        d.finish(&mut push);
+        out
+    }
+
+    fn decode(bytes: &[u8]) -> Vec<Owned> {
+        decode_chunks(&[bytes], 1 << 20)
+    }
+
+    fn ev(name: &str, data: &str) -> Owned {
+        Owned {
+            name: name.into(),
+            data: data.into(),
+            oversized: false,
+        }
+    }
+
+    const STREAM: &[u8] = b": keep-alive comment\n\
+        data: {\"a\":1}\n\n\
+        event: message_start\r\ndata: {\"b\":\"\xc3\xa9\"}\r\n\r\n\
+        id: 7\rdata: line one\rdata: line two\r\r\
+        data:no-space\n\
+        retry: 100\n\n\
+        data: [DONE]\n\n";
+
+    fn expected() -> Vec<Owned> {
+        vec![
+            ev("", "{\"a\":1}"),
+            ev("message_start", "{\"b\":\"é\"}"),
+            ev("", "line one\nline two"),
+            ev("", "no-space"),
+            ev("", "[DONE]"),
+        ]
+    }
+
+    #[test]
+    fn decodes_all_line_endings_fields_and_comments() {
+        assert_eq!(decode(STREAM), expected());
+    }
+
+    #[test]
+    fn every_split_point_gives_the_same_events() {
+        for cut in 0..=STREAM.len() {
+            let (a, b) = STREAM.split_at(cut);
+            assert_eq!(decode_chunks(&[a, b], 1 << 20), expected(), "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn every_pair_of_split_points_gives_the_same_events() {
+        for i in 0..=STREAM.len() {
+            for j in i..=STREAM.len() {
+                let chunks = [&STREAM[..i], &STREAM[i..j], &STREAM[j..]];
+                assert_eq!(decode_chunks(&chunks, 1 << 20), expected(), "cuts {i},{j}");
+            }
+        }
+    }
+
+    #[test]
+    fn byte_at_a_time() {
+        let chunks: Vec<&[u8]> = STREAM.chunks(1).collect();
+        assert_eq!(decode_chunks(&chunks, 1 << 20), expected());
+    }
+
+    #[test]
+    fn cr_at_chunk_end_then_lf_is_one_line_break() {
+        // "\r" | "\n" must not count as two line breaks (that would end the event early).
+        let got = decode_chunks(&[b"data: a\r", b"\ndata: b\r", b"\n\r\n"], 1024);
+        assert_eq!(got, vec![ev("", "a\nb")]);
+    }
+
+    #[test]
+    fn missing_final_blank_line_still_dispatches() {
+        assert_eq!(decode(b"data: last"), vec![ev("", "last")]);
+        assert_eq!(decode(b"data: last\n"), vec![ev("", "last")]);
+    }
+
+    #[test]
+    fn event_without_data_is_not_dispatched() {
+        assert_eq!(decode(b"event: ping\n\n: c\n\n"), vec![]);
+    }
+
+    #[test]
+    fn empty_data_line_dispatches_empty_data() {
+        assert_eq!(decode(b"data\n\n"), vec![ev("", "")]);
+    }
+
+    #[test]
+    fn oversized_event_is_flagged_and_memory_bounded() {
+        let mut big = b"data: ".to_vec();
+        big.extend(std::iter::repeat_n(b'x', 10_000));
+        big.extend_from_slice(b"\n\ndata: ok\n\n");
+        let chunks: Vec<&[u8]> = big.chunks(7).collect();
+        let mut d = SseDecoder::new(100);
+        let mut got = Vec::new();
+        for c in &chunks {
+            d.feed(c, &mut |e| got.push((e.oversized, e.data.to_vec())));
+            assert!(d.partial_line.capacity() <= 256 && d.data.capacity() <= 256);
+        }
+        d.finish(&mut |e| got.push((e.oversized, e.data.to_vec())));
+        assert_eq!(got, vec![(true, vec![]), (false, b"ok".to_vec())]);
+    }
+
+    #[test]
+    fn many_data_lines_over_cap_are_flagged() {
+        let mut s = Vec::new();
+        for _ in 0..100 {
+            s.extend_from_slice(b"data: 0123456789\n");
+        }
+        s.extend_from_slice(b"\n");
+        let got = decode_chunks(&[&s], 200);
+        assert_eq!(got.len(), 1);
+        assert!(got[0].oversized);
+    }
+
+    #[test]
+    fn invalid_utf8_passes_as_bytes() {
+        let mut d = SseDecoder::new(1024);
+        let mut got = Vec::new();
+        d.feed(b"data: \xff\xfe\x00\n\n", &mut |e| {
+            got.push(e.data.to_vec())
+        });
+        assert_eq!(got, vec![b"\xff\xfe\x00".to_vec()]);
+    }
+}

@@ -1,0 +1,529 @@
+//! One call as it passes: the request facts, the response bytes routed to the
+//! SSE decoder and the provider adapter, and the summary at the end.
+//!
+//! The shell calls these methods from its callbacks and always lets the bytes
+//! go on; nothing here can hold a byte back.
+
+use crate::openai;
+use crate::record::{CallRecord, Outcome};
+use crate::sse::SseDecoder;
+use serde::Deserialize;
+
+/// Largest request body copied to read `model` and `stream` from.
+pub const MAX_REQUEST_BODY_BYTES: usize = 1 << 20;
+/// Largest non-streaming response body copied for parsing.
+pub const MAX_JSON_BODY_BYTES: usize = 1 << 20;
+/// Largest single SSE event decoded; a bigger one is counted and skipped.
+pub const MAX_EVENT_BYTES: usize = 1 << 20;
+
+#[derive(Debug, Clone, Copy)]
+pub struct TapSettings {
+    pub capture_response_content: bool,
+    pub capture_request_content: bool,
+    pub max_content_bytes: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Api {
+    ChatCompletions,
+    Unknown,
+}
+
+#[derive(Debug)]
+enum ResponseBody {
+    /// Not yet known (no response headers seen).
+    Pending,
+    EventStream(SseDecoder),
+    /// A JSON body copied up to MAX_JSON_BODY_BYTES.
+    Json {
+        copy: Vec<u8>,
+        overflow: bool,
+    },
+    /// Counted, not read (other content types, encoded bodies).
+    Opaque,
+}
+
+/// What the shell needs when a call ends.
+#[derive(Debug)]
+pub struct Finished {
+    pub summary_json: String,
+    pub outcome: Outcome,
+    pub ttft_ms: Option<u64>,
+    pub events: u64,
+    pub parse_errors: u64,
+}
+
+#[derive(Debug)]
+pub struct CallTap {
+    record: CallRecord,
+    settings: TapSettings,
+    api: Api,
+    request_body: Vec<u8>,
+    request_body_overflow: bool,
+    response: ResponseBody,
+    finished: bool,
+}
+
+#[derive(Deserialize)]
+struct RequestFields {
+    #[serde(default)]
+    model: Option<String>,
+    #[serde(default)]
+    stream: Option<bool>,
+}
+
+impl CallTap {
+    pub fn new(settings: TapSettings, start_us: u64) -> Self {
+        CallTap {
+            record: CallRecord::new(
+                start_us,
+                settings.capture_response_content,
+                settings.max_content_bytes,
+            ),
+            settings,
+            api: Api::Unknown,
+            request_body: Vec::new(),
+            request_body_overflow: false,
+            response: ResponseBody::Pending,
+            finished: false,
+        }
+    }
+
+    pub fn record(&self) -> &CallRecord {
+        &self.record
+    }
+
+    /// The assembled answer text so far (capped).
+    pub fn content(&self) -> &str {
+        self.record.content()
+    }
+
+    pub fn on_request_headers(
+        &mut self,
+        method: Option<String>,
+        path: Option<String>,
+        request_id: Option<String>,
+        traceparent: Option<&str>,
+    ) {
+        if let Some(p) = &path {
+            let route = p.split('?').next().unwrap_or_default();
+            if route.ends_with("/chat/completions") {
+                self.api = Api::ChatCompletions;
+                self.record.provider = openai::PROVIDER;
+                self.record.api = Some(openai::API);
+            }
+        }
+        let request = &mut self.record.request;
+        request.method = method;
+        request.path = path;
+        request.id = request_id;
+        request.trace_id = traceparent.and_then(trace_id_of);
+    }
+
+    pub fn on_request_body(&mut self, chunk: &[u8]) {
+        let room = MAX_REQUEST_BODY_BYTES.saturating_sub(self.request_body.len());
+        if chunk.len() > room {
+            self.request_body_overflow = true;
+        }
+        self.request_body
+            .extend_from_slice(chunk.get(..chunk.len().min(room)).unwrap_or_default());
+    }
+
+    /// The request body is complete: read what the summary needs, free the copy.
+    pub fn on_request_end(&mut self) {
+        let body = std::mem::take(&mut self.request_body);
+        if body.is_empty() {
+            return;
+        }
+        if !self.request_body_overflow {
+            if let Ok(fields) = serde_json::from_slice::<RequestFields>(&body) {
+                self.record.request.model = fields.model;
+                self.record.request.stream_requested = fields.stream;
+            }
+        }
+        if self.settings.capture_request_content {
+            let text = String::from_utf8_lossy(&body);
+            let mut capped = crate::record::CappedText::default();
+            capped.push(&text, self.settings.max_content_bytes);
+            self.record.request.content = Some(capped.as_str().to_string());
+        }
+    }
+
+    pub fn on_response_headers(
+        &mut self,
+        status: Option<u16>,
+        content_type: Option<&str>,
+        content_encoding: Option<&str>,
+    ) {
+        self.record.status = status;
+        let media_type = content_type
+            .and_then(|ct| ct.split(';').next())
+            .map(|mt| mt.trim().to_ascii_lowercase())
+            .unwrap_or_default();
+        let encoded = content_encoding.is_some_and(|e| !e.trim().eq_ignore_ascii_case("identity"));
+        self.record.stream = media_type == "text/event-stream";
+        self.response = if encoded {
+            ResponseBody::Opaque
+        } else if self.record.stream {
+            ResponseBody::EventStream(SseDecoder::new(MAX_EVENT_BYTES))
+        } else if media_type == "application/json" || media_type.ends_with("+json") {
+            ResponseBody::Json {
+                copy: Vec::new(),
+                overflow: false,
+            }
+        } else {
+            ResponseBody::Opaque
+        };
+    }
+
+    /// One response body chunk, exactly as it passes. Cost is proportional
+    /// to the chunk.
+    pub fn on_response_body(&mut self, chunk: &[u8], now_us: u64) {
+        self.record.note_chunk(chunk.len(), now_us);
+        let api = self.api;
+        let record = &mut self.record;
+        match &mut self.response {
+            ResponseBody::EventStream(decoder) => {
+                decoder.feed(chunk, &mut |event| apply_event(api, record, event, now_us));
+            }
+            ResponseBody::Json { copy, overflow } => {
+                let room = MAX_JSON_BODY_BYTES.saturating_sub(copy.len());
+                if chunk.len() > room {
+                    *overflow = true;
+                }
+                copy.extend_from_slice(chunk.get(..chunk.len().min(room)).unwrap_or_default());
+            }
+            ResponseBody::Pending | ResponseBody::Opaque => {}
+        }
+    }
+
+    /// The response ended normally (end of stream or trailers).
+    pub fn finish_at_end_of_stream(&mut self, now_us: u64) -> Option<Finished> {
+        if self.finished {
+            return None;
+        }
+        self.drain_response(now_us);
+        let status = self.record.status.unwrap_or(0);
+        let outcome = if status >= 400 {
+            Outcome::HttpError
+        } else if self.record.stream
+            && self.api != Api::Unknown
+            && !self.record.saw_end_marker
+            && self.record.finish_reasons.is_empty()
+        {
+            Outcome::Incomplete
+        } else {
+            Outcome::Completed
+        };
+        Some(self.finish(outcome, now_us))
+    }
+
+    /// Envoy's log callback: runs once per request on every path. Finishes a
+    /// call that never saw its end (reset, disconnect); no-op otherwise.
+    pub fn finish_at_log(&mut self, code_details: &str, now_us: u64) -> Option<Finished> {
+        if self.finished {
+            return None;
+        }
+        self.drain_response(now_us);
+        let outcome = classify_abort(code_details, self.record.status);
+        Some(self.finish(outcome, now_us))
+    }
+
+    fn drain_response(&mut self, now_us: u64) {
+        let api = self.api;
+        let record = &mut self.record;
+        match std::mem::replace(&mut self.response, ResponseBody::Opaque) {
+            ResponseBody::EventStream(mut decoder) => {
+                decoder.finish(&mut |event| apply_event(api, record, event, now_us));
+            }
+            ResponseBody::Json { copy, overflow } => {
+                if api == Api::ChatCompletions
+                    && !copy.is_empty()
+                    && (overflow || openai::apply_completion(&copy, record, now_us).is_err())
+                {
+                    record.parse_errors += 1;
+                }
+            }
+            ResponseBody::Pending | ResponseBody::Opaque => {}
+        }
+    }
+
+    fn finish(&mut self, outcome: Outcome, now_us: u64) -> Finished {
+        self.finished = true;
+        self.record.end_us = Some(now_us);
+        let summary = self.record.summary(outcome);
+        let ttft_ms = summary.ttft_ms.map(|ms| ms.round() as u64);
+        // Serializing plain structs of strings and numbers cannot fail; an
+        // empty object keeps the shell going if it ever did.
+        let summary_json = serde_json::to_string(&summary).unwrap_or_else(|_| "{}".to_string());
+        Finished {
+            summary_json,
+            outcome,
+            ttft_ms,
+            events: self.record.events,
+            parse_errors: self.record.parse_errors,
+        }
+    }
+}
+
+fn apply_event(api: Api, record: &mut CallRecord, event: crate::sse::Event<'_>, now_us: u64) {
+    record.events += 1;
+    if event.oversized {
+        record.parse_errors += 1;
+        return;
+    }
+    if api == Api::ChatCompletions
+        && openai::apply_stream_event(event.data, record, now_us).is_err()
+    {
+        record.parse_errors += 1;
+    }
+}
+
+/// Tells why a call ended without an end of stream, from Envoy's
+/// `response.code_details` (e.g. `upstream_reset_after_response_started{...}`,
+/// `downstream_remote_disconnect`).
+pub fn classify_abort(code_details: &str, status: Option<u16>) -> Outcome {
+    if code_details.contains("downstream") {
+        Outcome::ClientCancelled
+    } else if code_details.contains("upstream") && code_details != "via_upstream" {
+        Outcome::UpstreamReset
+    } else if status.is_some_and(|s| s >= 400) {
+        Outcome::HttpError
+    } else {
+        Outcome::Incomplete
+    }
+}
+
+/// The trace id of a W3C `traceparent` (`00-<32 hex>-<16 hex>-<2 hex>`).
+pub fn trace_id_of(traceparent: &str) -> Option<String> {
+    let mut parts = traceparent.trim().split('-');
+    let _version = parts.next()?;
+    let trace_id = parts.next()?;
+    (trace_id.len() == 32 && trace_id.bytes().all(|b| b.is_ascii_hexdigit()))
+        .then(|| trace_id.to_ascii_lowercase())
+}
+
+/// Deterministic sampling by request id, so every filter and log agrees on a
+/// call. FNV-1a: tiny and good enough to spread ids.
+pub fn sampled(request_id: &[u8], rate: f64) -> bool {
+    if rate >= 1.0 {
+        return true;
+    }
+    if rate <= 0.0 {
+        return false;
+    }
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in request_id {
+        hash ^= u64::from(b);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    (hash as f64 / u64::MAX as f64) < rate
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Value;
+
+    fn settings() -> TapSettings {
+        TapSettings {
+            capture_response_content: true,
+            capture_request_content: false,
+            max_content_bytes: 1024,
+        }
+    }
+
+    fn chat_tap() -> CallTap {
+        let mut tap = CallTap::new(settings(), 1_000_000);
+        tap.on_request_headers(
+            Some("POST".into()),
+            Some("/v1/chat/completions".into()),
+            Some("req-1".into()),
+            Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
+        );
+        tap.on_request_body(br#"{"model":"gpt-4o-mini","stream":true,"messages":[]}"#);
+        tap.on_request_end();
+        tap.on_response_headers(Some(200), Some("text/event-stream; charset=utf-8"), None);
+        tap
+    }
+
+    const STREAM: &str = concat!(
+        "data: {\"id\":\"c9\",\"model\":\"gpt-4o-mini-2024-07-18\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"},\"finish_reason\":null}]}\n\n",
+        "data: {\"id\":\"c9\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hel\"},\"finish_reason\":null}]}\n\n",
+        "data: {\"id\":\"c9\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"lo\"},\"finish_reason\":null}]}\n\n",
+        "data: {\"id\":\"c9\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n",
+        "data: {\"id\":\"c9\",\"choices\":[],\"usage\":{\"prompt_tokens\":9,\"completion_tokens\":2,\"total_tokens\":11}}\n\n",
+        "data: [DONE]\n\n"
+    );
+
+    fn summary(f: &Finished) -> Value {
+        serde_json::from_str(&f.summary_json).unwrap()
+    }
+
+    #[test]
+    fn streamed_chat_completion_summary() {
+        let mut tap = chat_tap();
+        tap.on_response_body(STREAM.as_bytes(), 1_200_000);
+        let f = tap.finish_at_end_of_stream(1_300_000).unwrap();
+        let s = summary(&f);
+        assert_eq!(s["id"], "req-1");
+        assert_eq!(s["trace_id"], "0af7651916cd43dd8448eb211c80319c");
+        assert_eq!(s["provider"], "openai");
+        assert_eq!(s["api"], "chat.completions");
+        assert_eq!(s["model"], "gpt-4o-mini");
+        assert_eq!(s["response_model"], "gpt-4o-mini-2024-07-18");
+        assert_eq!(s["response_id"], "c9");
+        assert_eq!(s["stream"], true);
+        assert_eq!(s["status"], 200);
+        assert_eq!(s["outcome"], "completed");
+        assert_eq!(s["content"], "Hello");
+        assert_eq!(s["input_tokens"], 9);
+        assert_eq!(s["output_tokens"], 2);
+        assert_eq!(s["usage_source"], "reported");
+        assert_eq!(s["finish_reasons"], serde_json::json!(["stop"]));
+        assert_eq!(s["events"], 6);
+        assert_eq!(s["parse_errors"], 0);
+        assert_eq!(s["ttft_ms"], 200.0);
+        assert_eq!(s["duration_ms"], 300.0);
+        assert_eq!(f.ttft_ms, Some(200));
+        assert!(
+            tap.finish_at_log("via_upstream", 1_400_000).is_none(),
+            "exactly once"
+        );
+    }
+
+    fn summary_of_chunks(chunks: &[&[u8]]) -> Value {
+        let mut tap = chat_tap();
+        for c in chunks {
+            tap.on_response_body(c, 1_200_000);
+        }
+        let f = tap.finish_at_end_of_stream(1_300_000).unwrap();
+        let mut s = summary(&f);
+        s.as_object_mut().unwrap().remove("chunks");
+        s
+    }
+
+    #[test]
+    fn any_split_gives_the_same_summary() {
+        let whole = summary_of_chunks(&[STREAM.as_bytes()]);
+        let bytes = STREAM.as_bytes();
+        for cut in 0..=bytes.len() {
+            let (a, b) = bytes.split_at(cut);
+            assert_eq!(summary_of_chunks(&[a, b]), whole, "cut at {cut}");
+        }
+        let singles: Vec<&[u8]> = bytes.chunks(1).collect();
+        assert_eq!(summary_of_chunks(&singles), whole);
+    }
+
+    #[test]
+    fn stream_without_end_is_incomplete_and_reset_is_classified() {
+        let mut tap = chat_tap();
+        tap.on_response_body(
+            b"data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\n",
+            1_100_000,
+        );
+        let f = tap.finish_at_end_of_stream(1_200_000).unwrap();
+        assert_eq!(f.outcome, Outcome::Incomplete);
+
+        let mut tap = chat_tap();
+        tap.on_response_body(
+            b"data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\n",
+            1_100_000,
+        );
+        let f = tap
+            .finish_at_log(
+                "upstream_reset_after_response_started{connection_termination}",
+                1_200_000,
+            )
+            .unwrap();
+        assert_eq!(f.outcome, Outcome::UpstreamReset);
+        assert_eq!(summary(&f)["content"], "a");
+
+        assert_eq!(
+            classify_abort("downstream_remote_disconnect", Some(200)),
+            Outcome::ClientCancelled
+        );
+        assert_eq!(classify_abort("", None), Outcome::Incomplete);
+    }
+
+    #[test]
+    fn malformed_events_are_counted_not_fatal() {
+        let mut tap = chat_tap();
+        tap.on_response_body(
+            b"data: {oops\n\ndata: {\"choices\":\"wrong\"}\n\n",
+            1_100_000,
+        );
+        tap.on_response_body(STREAM.as_bytes(), 1_200_000);
+        let f = tap.finish_at_end_of_stream(1_300_000).unwrap();
+        assert_eq!(f.parse_errors, 2);
+        assert_eq!(summary(&f)["content"], "Hello");
+    }
+
+    #[test]
+    fn http_error_with_json_body() {
+        let mut tap = chat_tap();
+        tap.on_response_headers(Some(429), Some("application/json"), None);
+        tap.on_response_body(
+            br#"{"error":{"message":"Rate limit reached","type":"requests"}}"#,
+            1_100_000,
+        );
+        let f = tap.finish_at_end_of_stream(1_200_000).unwrap();
+        let s = summary(&f);
+        assert_eq!(s["outcome"], "http_error");
+        assert_eq!(s["error"], "Rate limit reached");
+        assert_eq!(s["status"], 429);
+    }
+
+    #[test]
+    fn unknown_api_is_counted_not_guessed() {
+        let mut tap = CallTap::new(settings(), 0);
+        tap.on_request_headers(Some("POST".into()), Some("/v9/whatever".into()), None, None);
+        tap.on_response_headers(Some(200), Some("text/event-stream"), None);
+        tap.on_response_body(STREAM.as_bytes(), 10);
+        let s = summary(&tap.finish_at_end_of_stream(20).unwrap());
+        assert_eq!(s["provider"], "unknown");
+        assert_eq!(s["events"], 6);
+        assert_eq!(s["content"], "");
+        assert_eq!(s["outcome"], "completed");
+    }
+
+    #[test]
+    fn request_content_only_when_enabled() {
+        let mut tap = chat_tap();
+        let s = summary(&tap.finish_at_end_of_stream(1).unwrap());
+        assert!(s.get("request_content").is_none());
+        let mut tap = CallTap::new(
+            TapSettings {
+                capture_request_content: true,
+                ..settings()
+            },
+            0,
+        );
+        tap.on_request_body(br#"{"model":"m"}"#);
+        tap.on_request_end();
+        let s = summary(&tap.finish_at_end_of_stream(1).unwrap());
+        assert_eq!(s["request_content"], r#"{"model":"m"}"#);
+        assert_eq!(s["model"], "m");
+    }
+
+    #[test]
+    fn oversized_request_body_is_not_parsed_and_memory_capped() {
+        let mut tap = chat_tap();
+        let big = vec![b' '; MAX_REQUEST_BODY_BYTES + 10];
+        tap.on_request_body(&big);
+        assert!(tap.request_body.len() <= MAX_REQUEST_BODY_BYTES);
+        tap.on_request_end();
+        assert!(tap.request_body.capacity() == 0);
+    }
+
+    #[test]
+    fn trace_id_and_sampling() {
+        assert_eq!(trace_id_of("00-zz-b7ad6b7169203331-01"), None);
+        assert!(sampled(b"x", 1.0));
+        assert!(!sampled(b"x", 0.0));
+        let kept = (0..10_000)
+            .filter(|i| sampled(format!("req-{i}").as_bytes(), 0.25))
+            .count();
+        assert!((2_000..3_000).contains(&kept), "{kept}");
+    }
+}

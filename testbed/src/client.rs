@@ -1,0 +1,584 @@
+//! A blocking HTTP/1.1 client that timestamps every piece of the response
+//! body at the socket read that brought it.
+//!
+//! Hand-written on `std::net::TcpStream` (no client library buffering in
+//! between) so the timestamps say when bytes reached this process; tests
+//! compare them with the mock upstream's send times.
+
+use std::fmt::Write as _;
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use crate::upstream::SentStream;
+
+/// Tests fail after this long without a byte instead of hanging.
+const READ_TIMEOUT: Duration = Duration::from_secs(30);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const READ_BUFFER_BYTES: usize = 64 * 1024;
+const MAX_HEAD_BYTES: usize = 64 * 1024;
+
+/// Lowercase names, in the order received.
+type Headers = Vec<(String, String)>;
+
+/// A response as the client received it.
+#[derive(Clone, Debug)]
+pub struct StreamResult {
+    pub status: u16,
+    /// Lowercase names, in the order received.
+    pub headers: Vec<(String, String)>,
+    /// The decoded body (chunk framing removed).
+    pub body: Vec<u8>,
+    /// One entry per socket read that brought body bytes: when it returned,
+    /// and how many decoded body bytes it carried.
+    pub frames: Vec<(Instant, usize)>,
+    /// When the request was about to be written.
+    pub started: Instant,
+    /// Whether the response ended as its framing says (last chunk, full
+    /// content-length, or close for a response delimited by close). Only
+    /// [`post_until`] returns an incomplete result; the others fail instead.
+    pub complete: bool,
+}
+
+impl StreamResult {
+    /// The first header with this name (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// When the client had received the first `end_offset` bytes of the
+    /// decoded body; `None` if it never did.
+    pub fn arrival_of_offset(&self, end_offset: usize) -> Option<Instant> {
+        if end_offset == 0 {
+            return Some(self.started);
+        }
+        let mut received = 0;
+        for &(at, len) in &self.frames {
+            received += len;
+            if received >= end_offset {
+                return Some(at);
+            }
+        }
+        None
+    }
+}
+
+/// POSTs `body` on a fresh connection and reads the whole response.
+/// Adds `host`, `content-length` and, unless given, `content-type:
+/// application/json`. A response cut short is an error.
+pub fn post(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> io::Result<StreamResult> {
+    post_with(addr, path, headers, body, &mut |_, _| {})
+}
+
+/// Like [`post`], calling `on_bytes` with each piece of decoded body as it
+/// arrives (for printing a stream live).
+pub fn post_with(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    on_bytes: &mut dyn FnMut(Instant, &[u8]),
+) -> io::Result<StreamResult> {
+    let result = exchange(addr, "POST", path, headers, body, usize::MAX, on_bytes)?;
+    if !result.complete {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            format!(
+                "response ended early: connection closed after {} body bytes (status {})",
+                result.body.len(),
+                result.status
+            ),
+        ));
+    }
+    Ok(result)
+}
+
+/// Like [`post`], but closes the connection once at least `stop_after_bytes`
+/// body bytes have arrived (a client that goes away mid-stream). Also
+/// returns what arrived, with `complete: false`, when the server closes or
+/// resets the connection early.
+pub fn post_until(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    stop_after_bytes: usize,
+) -> io::Result<StreamResult> {
+    exchange(
+        addr,
+        "POST",
+        path,
+        headers,
+        body,
+        stop_after_bytes,
+        &mut |_, _| {},
+    )
+}
+
+/// GETs `path`; returns the status and the body as text.
+pub fn get(addr: SocketAddr, path: &str) -> io::Result<(u16, String)> {
+    let result = exchange(addr, "GET", path, &[], &[], usize::MAX, &mut |_, _| {})?;
+    if !result.complete {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            format!("GET {path}: response ended early"),
+        ));
+    }
+    Ok((
+        result.status,
+        String::from_utf8_lossy(&result.body).into_owned(),
+    ))
+}
+
+/// How the response body ends.
+#[derive(Debug)]
+enum Framing {
+    Chunked(ChunkedDecoder),
+    Length(usize),
+    UntilClose,
+}
+
+fn exchange(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    stop_after_bytes: usize,
+    on_bytes: &mut dyn FnMut(Instant, &[u8]),
+) -> io::Result<StreamResult> {
+    let mut stream = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT)?;
+    stream.set_nodelay(true)?;
+    stream.set_read_timeout(Some(READ_TIMEOUT))?;
+    stream.set_write_timeout(Some(READ_TIMEOUT))?;
+
+    let has = |name: &str| headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(name));
+    let mut head = format!("{method} {path} HTTP/1.1\r\n");
+    if !has("host") {
+        let _ = write!(head, "host: {addr}\r\n");
+    }
+    if !body.is_empty() && !has("content-type") {
+        head.push_str("content-type: application/json\r\n");
+    }
+    for (name, value) in headers {
+        let _ = write!(head, "{name}: {value}\r\n");
+    }
+    if method != "GET" || !body.is_empty() {
+        let _ = write!(head, "content-length: {}\r\n", body.len());
+    }
+    head.push_str("\r\n");
+    let mut request = head.into_bytes();
+    request.extend_from_slice(body);
+
+    let started = Instant::now();
+    stream.write_all(&request)?;
+
+    let mut result = StreamResult {
+        status: 0,
+        headers: Vec::new(),
+        body: Vec::new(),
+        frames: Vec::new(),
+        started,
+        complete: false,
+    };
+    let mut buf = vec![0u8; READ_BUFFER_BYTES];
+    let mut head_bytes = Vec::new();
+    let mut framing: Option<Framing> = None;
+
+    loop {
+        let n = match stream.read(&mut buf) {
+            Ok(n) => n,
+            Err(err)
+                if matches!(
+                    err.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!(
+                        "{method} {path}: nothing received for {READ_TIMEOUT:?} (status {}, {} body bytes so far)",
+                        result.status,
+                        result.body.len()
+                    ),
+                ));
+            }
+            // A reset after the head ends the response early, like a close.
+            Err(err) if framing.is_some() && err.kind() == io::ErrorKind::ConnectionReset => 0,
+            Err(err) => return Err(err),
+        };
+        let at = Instant::now();
+        let data = buf.get(..n).unwrap_or_default();
+        if n == 0 {
+            match framing {
+                Some(Framing::UntilClose) => result.complete = true,
+                Some(_) => {}
+                None => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        format!("{method} {path}: connection closed before the response head"),
+                    ))
+                }
+            }
+            return Ok(result);
+        }
+
+        let mut piece = Vec::new();
+        let done = match framing.as_mut() {
+            Some(framing) => decode(framing, data, &mut piece)?,
+            None => {
+                head_bytes.extend_from_slice(data);
+                let Some((status, headers)) = take_final_head(&mut head_bytes)? else {
+                    continue;
+                };
+                result.status = status;
+                result.headers = headers;
+                // The body bytes that came in the same read as the head.
+                decode(
+                    framing.insert(body_framing(method, &result)),
+                    &std::mem::take(&mut head_bytes),
+                    &mut piece,
+                )?
+            }
+        };
+        if !piece.is_empty() {
+            result.body.extend_from_slice(&piece);
+            result.frames.push((at, piece.len()));
+            on_bytes(at, &piece);
+        }
+        if done {
+            result.complete = true;
+            return Ok(result);
+        }
+        if result.body.len() >= stop_after_bytes {
+            let _ = stream.shutdown(Shutdown::Both);
+            return Ok(result);
+        }
+    }
+}
+
+/// Takes a complete final response head from the front of `head_bytes`,
+/// skipping interim (1xx) responses; the bytes after it stay in `head_bytes`.
+fn take_final_head(head_bytes: &mut Vec<u8>) -> io::Result<Option<(u16, Headers)>> {
+    loop {
+        let Some(end) = find(head_bytes, b"\r\n\r\n") else {
+            if head_bytes.len() > MAX_HEAD_BYTES {
+                return Err(invalid("response head too large"));
+            }
+            return Ok(None);
+        };
+        let (status, headers) = parse_head(head_bytes.get(..end).unwrap_or_default())?;
+        let rest = head_bytes.split_off(end + 4);
+        if (100..200).contains(&status) && status != 101 {
+            *head_bytes = rest;
+            continue;
+        }
+        *head_bytes = rest;
+        return Ok(Some((status, headers)));
+    }
+}
+
+/// Appends the body bytes in `input` to `out`; true once the body has ended.
+fn decode(framing: &mut Framing, input: &[u8], out: &mut Vec<u8>) -> io::Result<bool> {
+    match framing {
+        Framing::UntilClose => {
+            out.extend_from_slice(input);
+            Ok(false)
+        }
+        Framing::Length(left) => {
+            let take = input.len().min(*left);
+            out.extend_from_slice(&input[..take]);
+            *left -= take;
+            Ok(*left == 0)
+        }
+        Framing::Chunked(decoder) => decoder.feed(input, out),
+    }
+}
+
+fn body_framing(method: &str, result: &StreamResult) -> Framing {
+    let no_body = method == "HEAD" || result.status == 204 || result.status == 304;
+    if no_body {
+        return Framing::Length(0);
+    }
+    if result
+        .header("transfer-encoding")
+        .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"))
+    {
+        return Framing::Chunked(ChunkedDecoder::default());
+    }
+    match result
+        .header("content-length")
+        .and_then(|v| v.trim().parse().ok())
+    {
+        Some(length) => Framing::Length(length),
+        None => Framing::UntilClose,
+    }
+}
+
+fn invalid(message: impl Into<String>) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, message.into())
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+fn parse_head(head: &[u8]) -> io::Result<(u16, Headers)> {
+    let head = std::str::from_utf8(head).map_err(|_| invalid("response head is not UTF-8"))?;
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap_or("");
+    let status = status_line
+        .strip_prefix("HTTP/1.")
+        .and_then(|rest| rest.get(2..5))
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(|| invalid(format!("bad status line {status_line:?}")))?;
+    let mut headers = Vec::new();
+    for line in lines {
+        let (name, value) = line
+            .split_once(':')
+            .ok_or_else(|| invalid(format!("bad header line {line:?}")))?;
+        headers.push((name.trim().to_ascii_lowercase(), value.trim().to_string()));
+    }
+    Ok((status, headers))
+}
+
+/// Incremental decoder for `transfer-encoding: chunked`, fed whatever each
+/// read brought.
+#[derive(Debug, Default)]
+struct ChunkedDecoder {
+    state: ChunkState,
+    line: Vec<u8>,
+}
+
+#[derive(Debug, Default)]
+enum ChunkState {
+    #[default]
+    Size,
+    Data(usize),
+    DataEnd(usize),
+    Trailers,
+    Done,
+}
+
+impl ChunkedDecoder {
+    /// Appends decoded data to `out`; true once the last chunk and trailers
+    /// have been read.
+    fn feed(&mut self, mut input: &[u8], out: &mut Vec<u8>) -> io::Result<bool> {
+        while !input.is_empty() {
+            match self.state {
+                ChunkState::Size | ChunkState::Trailers => {
+                    let Some(newline) = input.iter().position(|&b| b == b'\n') else {
+                        self.line.extend_from_slice(input);
+                        if self.line.len() > MAX_HEAD_BYTES {
+                            return Err(invalid("chunk size line too long"));
+                        }
+                        return Ok(false);
+                    };
+                    self.line.extend_from_slice(&input[..newline]);
+                    input = &input[newline + 1..];
+                    let line = std::mem::take(&mut self.line);
+                    let line = line.strip_suffix(b"\r").unwrap_or(&line);
+                    self.state = match self.state {
+                        ChunkState::Size => {
+                            let text = std::str::from_utf8(line).unwrap_or("");
+                            let hex = text.split(';').next().unwrap_or("").trim();
+                            let size = usize::from_str_radix(hex, 16)
+                                .map_err(|_| invalid(format!("bad chunk size line {text:?}")))?;
+                            if size == 0 {
+                                ChunkState::Trailers
+                            } else {
+                                ChunkState::Data(size)
+                            }
+                        }
+                        _ if line.is_empty() => ChunkState::Done,
+                        _ => ChunkState::Trailers,
+                    };
+                }
+                ChunkState::Data(left) => {
+                    let take = input.len().min(left);
+                    out.extend_from_slice(&input[..take]);
+                    input = &input[take..];
+                    self.state = if take == left {
+                        ChunkState::DataEnd(2)
+                    } else {
+                        ChunkState::Data(left - take)
+                    };
+                }
+                ChunkState::DataEnd(left) => {
+                    let expected: &[u8] = if left == 2 { b"\r\n" } else { b"\n" };
+                    let take = input.len().min(left);
+                    if input[..take] != expected[..take] {
+                        return Err(invalid("chunk data not followed by CRLF"));
+                    }
+                    input = &input[take..];
+                    self.state = if take == left {
+                        ChunkState::Size
+                    } else {
+                        ChunkState::DataEnd(left - take)
+                    };
+                }
+                ChunkState::Done => return Ok(true),
+            }
+        }
+        Ok(matches!(self.state, ChunkState::Done))
+    }
+}
+
+/// Per-event delays between the upstream's send and the client's receipt.
+#[derive(Clone, Debug)]
+pub struct LiveReport {
+    /// One per event with content, in order.
+    pub delays: Vec<Duration>,
+    pub max_delay: Duration,
+}
+
+/// Checks that every event with content reached the client within `bound`
+/// of the moment the upstream wrote it. The client must have received
+/// exactly the bytes the upstream sent.
+pub fn check_live(
+    sent: &SentStream,
+    got: &StreamResult,
+    bound: Duration,
+) -> Result<LiveReport, String> {
+    if got.body != sent.body {
+        let first_difference = got
+            .body
+            .iter()
+            .zip(&sent.body)
+            .position(|(a, b)| a != b)
+            .unwrap_or_else(|| got.body.len().min(sent.body.len()));
+        return Err(format!(
+            "client received {} body bytes, upstream sent {}; they differ from byte {first_difference}",
+            got.body.len(),
+            sent.body.len()
+        ));
+    }
+    let mut delays = Vec::new();
+    let mut first_late: Option<(usize, Duration)> = None;
+    for (index, event) in sent.events.iter().enumerate() {
+        if !event.has_content {
+            continue;
+        }
+        let arrived = got.arrival_of_offset(event.end_offset).ok_or_else(|| {
+            format!(
+                "event {index} (ending at byte {}) never arrived",
+                event.end_offset
+            )
+        })?;
+        // The client can see the bytes before the upstream task stamps its
+        // write as done; that counts as no delay.
+        let delay = arrived.saturating_duration_since(event.sent_at);
+        if delay > bound && first_late.is_none() {
+            first_late = Some((index, delay));
+        }
+        delays.push(delay);
+    }
+    let max_delay = delays.iter().copied().max().unwrap_or_default();
+    match first_late {
+        None => Ok(LiveReport { delays, max_delay }),
+        Some((index, delay)) => {
+            let all_ms: Vec<u128> = delays.iter().map(Duration::as_millis).collect();
+            Err(format!(
+                "event {index} arrived {} ms after it was sent (bound {} ms); delays ms: {all_ms:?}",
+                delay.as_millis(),
+                bound.as_millis()
+            ))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+
+    #[test]
+    fn chunked_decoder_handles_any_split_extensions_and_trailers() {
+        let wire = b"5;name=value\r\nhello\r\n7\r\n, world\r\n0\r\nx-trailer: 1\r\n\r\n";
+        for cut in 0..wire.len() {
+            let mut decoder = ChunkedDecoder::default();
+            let mut out = Vec::new();
+            assert!(!decoder.feed(&wire[..cut], &mut out).unwrap(), "cut {cut}");
+            assert!(decoder.feed(&wire[cut..], &mut out).unwrap(), "cut {cut}");
+            assert_eq!(out, b"hello, world", "cut {cut}");
+        }
+        let mut decoder = ChunkedDecoder::default();
+        let mut out = Vec::new();
+        let done: Vec<bool> = wire
+            .iter()
+            .map(|byte| decoder.feed(std::slice::from_ref(byte), &mut out).unwrap())
+            .collect();
+        assert_eq!(done.iter().filter(|&&d| d).count(), 1);
+        assert_eq!(done.last(), Some(&true));
+        assert!(ChunkedDecoder::default().feed(b"zz\r\n", &mut out).is_err());
+        assert!(ChunkedDecoder::default()
+            .feed(b"1\r\nab", &mut out)
+            .is_err());
+    }
+
+    #[test]
+    fn arrival_of_offset_finds_the_read_that_completed_it() {
+        let start = Instant::now();
+        let at = |ms| start + Duration::from_millis(ms);
+        let result = StreamResult {
+            status: 200,
+            headers: vec![("content-type".into(), "text/plain".into())],
+            body: vec![0; 30],
+            frames: vec![(at(1), 10), (at(2), 10), (at(3), 10)],
+            started: start,
+            complete: true,
+        };
+        assert_eq!(result.arrival_of_offset(0), Some(start));
+        assert_eq!(result.arrival_of_offset(10), Some(at(1)));
+        assert_eq!(result.arrival_of_offset(11), Some(at(2)));
+        assert_eq!(result.arrival_of_offset(30), Some(at(3)));
+        assert_eq!(result.arrival_of_offset(31), None);
+        assert_eq!(result.header("Content-Type"), Some("text/plain"));
+    }
+
+    /// Serves one connection with `response` after reading the request head.
+    fn one_shot_server(response: &'static [u8]) -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") {
+                stream.read_exact(&mut byte).unwrap();
+                head.push(byte[0]);
+            }
+            stream.write_all(response).unwrap();
+        });
+        addr
+    }
+
+    #[test]
+    fn reads_bodies_delimited_by_close_and_skips_interim_responses() {
+        let addr = one_shot_server(
+            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.0 200 OK\r\nX-Thing: a\r\n\r\nuntil close",
+        );
+        let (status, body) = get(addr, "/").unwrap();
+        assert_eq!((status, body.as_str()), (200, "until close"));
+    }
+
+    #[test]
+    fn a_response_cut_short_is_an_error_for_post_and_partial_for_post_until() {
+        let cut = b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nabc";
+        let err = post(one_shot_server(cut), "/", &[], b"{}").unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
+        let partial = post_until(one_shot_server(cut), "/", &[], b"{}", usize::MAX).unwrap();
+        assert_eq!(
+            (partial.body.as_slice(), partial.complete),
+            (b"abc".as_slice(), false)
+        );
+    }
+}

