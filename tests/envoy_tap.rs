@@ -3,7 +3,12 @@
 //! 127.0.0.1, requests from a client that timestamps every byte it reads.
 
 // Test code: a failed expectation should panic with its message.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 mod common;
 
