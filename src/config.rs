@@ -4,7 +4,8 @@
 //! types and out-of-range values are refused with an error naming the field, so
 //! Envoy refuses the config instead of running with a guess.
 
-use serde::Deserialize;
+use crate::json::Json;
+use crate::ParseError;
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -18,22 +19,17 @@ pub const CREDENTIAL_HEADERS: [&str; 5] = [
     "proxy-authorization",
 ];
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     /// Where summaries are exported. Without it the filter still writes
     /// filter state and stats.
-    #[serde(default)]
     pub collector: Option<CollectorConfig>,
-    #[serde(default)]
     pub capture: CaptureConfig,
     /// Fraction of calls summarized, 0.0 to 1.0. Default 1.0.
-    #[serde(default = "default_sample_rate")]
     pub sample_rate: f64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExportFormat {
     /// A JSON array of summaries per POST.
     Json,
@@ -41,50 +37,37 @@ pub enum ExportFormat {
     Otlp,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct CollectorConfig {
     /// Envoy cluster name of the collector. Required.
     pub cluster: String,
     /// Default `/v1/calls`.
-    #[serde(default = "default_path")]
     pub path: String,
     /// `:authority` of the export requests. Default `streamtap-collector`.
-    #[serde(default = "default_authority")]
     pub authority: String,
     /// Default `json`.
-    #[serde(default = "default_format")]
     pub format: ExportFormat,
     /// Extra request headers for the collector (e.g. its own credential).
     /// Sent with each export, never logged.
-    #[serde(default)]
     pub headers: BTreeMap<String, String>,
     /// Timeout of one export request. Default 2000, 1..=60000.
-    #[serde(default = "default_timeout_ms")]
     pub timeout_ms: u64,
     /// Summaries per POST. Default 64, 1..=10000.
-    #[serde(default = "default_batch_size")]
     pub batch_size: usize,
     /// Longest a summary waits in the queue before a flush. Default 500, 10..=60000.
-    #[serde(default = "default_flush_interval_ms")]
     pub flush_interval_ms: u64,
     /// Summaries held per worker while the collector is slow or down; beyond
     /// it the oldest are dropped and counted. Default 10000, 1..=1000000.
-    #[serde(default = "default_max_queue")]
     pub max_queue: usize,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct CaptureConfig {
     /// Assemble the answer text into `content`. Default true.
-    #[serde(default = "default_true")]
     pub response_content: bool,
     /// Keep the request body in the summary. Default false: prompts are sensitive.
-    #[serde(default)]
     pub request_content: bool,
     /// Cap of each captured text. Default 65536, 0..=16777216.
-    #[serde(default = "default_max_content_bytes")]
     pub max_content_bytes: usize,
 }
 
@@ -117,9 +100,6 @@ fn default_path() -> String {
 fn default_authority() -> String {
     "streamtap-collector".to_string()
 }
-fn default_format() -> ExportFormat {
-    ExportFormat::Json
-}
 fn default_timeout_ms() -> u64 {
     2000
 }
@@ -131,9 +111,6 @@ fn default_flush_interval_ms() -> u64 {
 }
 fn default_max_queue() -> usize {
     10_000
-}
-fn default_true() -> bool {
-    true
 }
 fn default_max_content_bytes() -> usize {
     65_536
@@ -164,18 +141,30 @@ impl Config {
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(Config::default());
         }
-        let de = &mut serde_json::Deserializer::from_slice(bytes);
-        let config: Config = serde_path_to_error::deserialize(de).map_err(|err| {
-            let path = err.path().to_string();
-            let inner = err.into_inner();
-            let message = inner.to_string();
-            // At the top level the path is "."; serde's message names the field.
-            let field = match unknown_field_name(&message) {
-                Some(name) if path == "." => name.to_string(),
-                _ => path,
-            };
-            ConfigError { field, message }
-        })?;
+        let mut reader = Reader::default();
+        let mut config = Config::default();
+        let parsed = Json::parse(bytes, |j| {
+            j.object(|key, j| match key {
+                b"collector" => {
+                    if !j.null() {
+                        config.collector = Some(reader.collector(j)?);
+                    }
+                    Ok(())
+                }
+                b"capture" => reader.capture(j, &mut config.capture),
+                b"sample_rate" => {
+                    config.sample_rate = reader.number(j, "sample_rate")?;
+                    Ok(())
+                }
+                other => reader.unknown("", other),
+            })
+        });
+        if parsed.is_err() {
+            return Err(reader.error.unwrap_or_else(|| ConfigError {
+                field: ".".to_string(),
+                message: "not a valid JSON object".to_string(),
+            }));
+        }
         config.validate()?;
         Ok(config)
     }
@@ -245,9 +234,164 @@ fn check_range(field: &str, value: u64, min: u64, max: u64) -> Result<(), Config
     Ok(())
 }
 
-fn unknown_field_name(message: &str) -> Option<&str> {
-    let rest = message.strip_prefix("unknown field `")?;
-    rest.split('`').next()
+/// A count for a usize field; too large for this target stays too large
+/// (and fails its range check) instead of wrapping.
+fn saturate(n: u64) -> usize {
+    usize::try_from(n).unwrap_or(usize::MAX)
+}
+
+/// Reads typed fields, keeping the first error with the field's path (the
+/// JSON reader itself only says that something failed).
+#[derive(Default)]
+struct Reader {
+    error: Option<ConfigError>,
+}
+
+impl Reader {
+    fn fail<T>(&mut self, field: &str, message: &str) -> Result<T, ParseError> {
+        if self.error.is_none() {
+            self.error = Some(ConfigError {
+                field: field.to_string(),
+                message: message.to_string(),
+            });
+        }
+        Err(ParseError)
+    }
+
+    fn unknown(&mut self, prefix: &str, key: &[u8]) -> Result<(), ParseError> {
+        let name = String::from_utf8_lossy(key);
+        self.fail(
+            &format!("{prefix}{name}"),
+            &format!("unknown field `{name}`"),
+        )
+    }
+
+    fn string(&mut self, j: &mut Json<'_>, field: &str) -> Result<String, ParseError> {
+        match j.peek_string().then(|| j.str()) {
+            Some(Ok(s)) => Ok(s.into_owned()),
+            _ => self.fail(field, "expected a string"),
+        }
+    }
+
+    fn boolean(&mut self, j: &mut Json<'_>, field: &str) -> Result<bool, ParseError> {
+        match j.opt_bool() {
+            Ok(Some(b)) => Ok(b),
+            _ => self.fail(field, "expected true or false"),
+        }
+    }
+
+    fn integer(&mut self, j: &mut Json<'_>, field: &str) -> Result<u64, ParseError> {
+        match j.opt_u64() {
+            Ok(Some(n)) => Ok(n),
+            _ => self.fail(field, "expected a non-negative integer"),
+        }
+    }
+
+    fn number(&mut self, j: &mut Json<'_>, field: &str) -> Result<f64, ParseError> {
+        match j.opt_f64() {
+            Ok(Some(n)) => Ok(n),
+            _ => self.fail(field, "expected a number"),
+        }
+    }
+
+    fn collector(&mut self, j: &mut Json<'_>) -> Result<CollectorConfig, ParseError> {
+        let mut cluster = None;
+        let mut c = CollectorConfig {
+            cluster: String::new(),
+            path: default_path(),
+            authority: default_authority(),
+            format: ExportFormat::Json,
+            headers: BTreeMap::new(),
+            timeout_ms: default_timeout_ms(),
+            batch_size: default_batch_size(),
+            flush_interval_ms: default_flush_interval_ms(),
+            max_queue: default_max_queue(),
+        };
+        if !j.peek_object() {
+            return self.fail("collector", "expected an object");
+        }
+        j.object(|key, j| match key {
+            b"cluster" => {
+                cluster = Some(self.string(j, "collector.cluster")?);
+                Ok(())
+            }
+            b"path" => {
+                c.path = self.string(j, "collector.path")?;
+                Ok(())
+            }
+            b"authority" => {
+                c.authority = self.string(j, "collector.authority")?;
+                Ok(())
+            }
+            b"format" => {
+                c.format = match self.string(j, "collector.format")?.as_str() {
+                    "json" => ExportFormat::Json,
+                    "otlp" => ExportFormat::Otlp,
+                    _ => return self.fail("collector.format", "expected \"json\" or \"otlp\""),
+                };
+                Ok(())
+            }
+            b"headers" => {
+                if !j.peek_object() {
+                    return self.fail("collector.headers", "expected an object of strings");
+                }
+                j.object(|name, j| {
+                    let name = String::from_utf8_lossy(name).to_ascii_lowercase();
+                    let value = self.string(j, &format!("collector.headers.{name}"))?;
+                    c.headers.insert(name, value);
+                    Ok(())
+                })
+            }
+            b"timeout_ms" => {
+                c.timeout_ms = self.integer(j, "collector.timeout_ms")?;
+                Ok(())
+            }
+            b"batch_size" => {
+                c.batch_size = saturate(self.integer(j, "collector.batch_size")?);
+                Ok(())
+            }
+            b"flush_interval_ms" => {
+                c.flush_interval_ms = self.integer(j, "collector.flush_interval_ms")?;
+                Ok(())
+            }
+            b"max_queue" => {
+                c.max_queue = saturate(self.integer(j, "collector.max_queue")?);
+                Ok(())
+            }
+            other => self.unknown("collector.", other),
+        })?;
+        match cluster {
+            Some(name) => c.cluster = name,
+            None => {
+                return self.fail(
+                    "collector.cluster",
+                    "missing: the Envoy cluster of the collector",
+                )
+            }
+        }
+        Ok(c)
+    }
+
+    fn capture(&mut self, j: &mut Json<'_>, capture: &mut CaptureConfig) -> Result<(), ParseError> {
+        if !j.peek_object() {
+            return self.fail("capture", "expected an object");
+        }
+        j.object(|key, j| match key {
+            b"response_content" => {
+                capture.response_content = self.boolean(j, "capture.response_content")?;
+                Ok(())
+            }
+            b"request_content" => {
+                capture.request_content = self.boolean(j, "capture.request_content")?;
+                Ok(())
+            }
+            b"max_content_bytes" => {
+                capture.max_content_bytes = saturate(self.integer(j, "capture.max_content_bytes")?);
+                Ok(())
+            }
+            other => self.unknown("capture.", other),
+        })
+    }
 }
 
 #[cfg(test)]

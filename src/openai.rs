@@ -2,204 +2,176 @@
 //! `chat.completion.chunk` events and the non-streaming `chat.completion`.
 //! OpenAI-compatible servers (vLLM, Ollama's /v1, LiteLLM) speak the same.
 
+use crate::json::Json;
 use crate::record::CallRecord;
-use serde::Deserialize;
 use std::borrow::Cow;
+
+pub use crate::ParseError;
 
 pub const PROVIDER: &str = "openai";
 pub const API: &str = "chat.completions";
 
-/// Not a chunk this adapter understands.
-#[derive(Debug, PartialEq, Eq)]
-pub struct ParseError;
+type Result<T> = std::result::Result<T, ParseError>;
 
-#[derive(Deserialize)]
-struct Chunk<'a> {
-    #[serde(borrow, default)]
-    id: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    model: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    choices: Vec<StreamChoice<'a>>,
-    #[serde(default)]
-    usage: Option<Usage>,
-    #[serde(borrow, default)]
-    error: Option<ApiError<'a>>,
-}
-
-#[derive(Deserialize)]
-struct StreamChoice<'a> {
-    #[serde(borrow, default)]
-    delta: Option<Delta<'a>>,
-    #[serde(borrow, default)]
-    finish_reason: Option<Cow<'a, str>>,
-}
-
-#[derive(Deserialize)]
-struct Delta<'a> {
-    #[serde(borrow, default)]
+/// A streamed delta, or a whole message of a non-streaming body.
+#[derive(Default)]
+struct Message<'a> {
     content: Option<Cow<'a, str>>,
     /// vLLM, DeepSeek and other compatible servers stream reasoning here.
-    #[serde(borrow, default)]
     reasoning_content: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
     refusal: Option<Cow<'a, str>>,
-    #[serde(default)]
-    tool_calls: Option<Vec<serde::de::IgnoredAny>>,
+    tool_calls: Vec<ToolCall<'a>>,
 }
 
-#[derive(Deserialize)]
-struct Usage {
-    #[serde(default)]
-    prompt_tokens: Option<u64>,
-    #[serde(default)]
-    completion_tokens: Option<u64>,
-    #[serde(default)]
-    prompt_tokens_details: Option<PromptDetails>,
-    #[serde(default)]
-    completion_tokens_details: Option<CompletionDetails>,
-}
-
-#[derive(Deserialize)]
-struct PromptDetails {
-    #[serde(default)]
-    cached_tokens: Option<u64>,
-}
-
-#[derive(Deserialize)]
-struct CompletionDetails {
-    #[serde(default)]
-    reasoning_tokens: Option<u64>,
-}
-
-#[derive(Deserialize)]
-struct ApiError<'a> {
-    #[serde(borrow, default)]
-    message: Option<Cow<'a, str>>,
-}
-
-#[derive(Deserialize)]
-struct Completion<'a> {
-    #[serde(borrow, default)]
+#[derive(Default)]
+struct ToolCall<'a> {
+    /// Position of the call in the message; absent in non-streaming bodies.
+    index: Option<u64>,
     id: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    model: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    choices: Vec<CompletionChoice<'a>>,
-    #[serde(default)]
-    usage: Option<Usage>,
-    #[serde(borrow, default)]
-    error: Option<ApiError<'a>>,
-}
-
-#[derive(Deserialize)]
-struct CompletionChoice<'a> {
-    #[serde(borrow, default)]
-    message: Option<Delta<'a>>,
-    #[serde(borrow, default)]
-    finish_reason: Option<Cow<'a, str>>,
+    name: Option<Cow<'a, str>>,
+    arguments: Option<Cow<'a, str>>,
 }
 
 /// Applies one SSE event's data to the record.
-pub fn apply_stream_event(
-    data: &[u8],
-    record: &mut CallRecord,
-    now_us: u64,
-) -> Result<(), ParseError> {
+pub fn apply_stream_event(data: &[u8], record: &mut CallRecord, now_us: u64) -> Result<()> {
     if data == b"[DONE]" {
         record.saw_end_marker = true;
         return Ok(());
     }
-    let chunk: Chunk<'_> = serde_json::from_slice(data).map_err(|_| ParseError)?;
-    if let Some(id) = &chunk.id {
-        record.set_response_id(id);
-    }
-    if let Some(model) = &chunk.model {
-        record.set_response_model(model);
-    }
-    for choice in &chunk.choices {
-        if let Some(delta) = &choice.delta {
-            apply_message(delta, record, now_us);
-        }
-        if let Some(reason) = &choice.finish_reason {
-            record.add_finish_reason(reason);
-        }
-    }
-    if let Some(usage) = &chunk.usage {
-        apply_usage(usage, record);
-    }
-    if let Some(error) = &chunk.error {
-        record.set_error(error.message.as_deref().unwrap_or("error"));
-    }
-    Ok(())
+    apply_document(data, b"delta", record, now_us)
 }
 
 /// Applies a whole non-streaming response body (or an error body).
-pub fn apply_completion(
-    body: &[u8],
+pub fn apply_completion(body: &[u8], record: &mut CallRecord, now_us: u64) -> Result<()> {
+    apply_document(body, b"message", record, now_us)
+}
+
+/// A chunk and a completion differ only in where a choice keeps its text.
+fn apply_document(
+    bytes: &[u8],
+    message_key: &[u8],
     record: &mut CallRecord,
     now_us: u64,
-) -> Result<(), ParseError> {
-    let completion: Completion<'_> = serde_json::from_slice(body).map_err(|_| ParseError)?;
-    if let Some(id) = &completion.id {
-        record.set_response_id(id);
-    }
-    if let Some(model) = &completion.model {
-        record.set_response_model(model);
-    }
-    for choice in &completion.choices {
-        if let Some(message) = &choice.message {
-            apply_message(message, record, now_us);
+) -> Result<()> {
+    Json::parse(bytes, |j| {
+        j.object(|key, j| match key {
+            b"id" => j.with_str(|id| record.set_response_id(id)),
+            b"model" => j.with_str(|model| record.set_response_model(model)),
+            b"choices" => j.opt_array(|_, j| apply_choice(j, message_key, record, now_us)),
+            b"usage" => j.opt_object(|key, j| apply_usage(key, j, record)),
+            b"error" => apply_error(j, record),
+            _ => j.skip(),
+        })
+    })
+}
+
+fn apply_choice(
+    j: &mut Json<'_>,
+    message_key: &[u8],
+    record: &mut CallRecord,
+    now_us: u64,
+) -> Result<()> {
+    let mut index = 0;
+    let mut message = Message::default();
+    let mut finish_reason = None;
+    j.object(|key, j| match key {
+        b"index" => {
+            index = j.opt_u64()?.unwrap_or(0);
+            Ok(())
         }
-        if let Some(reason) = &choice.finish_reason {
-            record.add_finish_reason(reason);
-        }
-    }
-    if let Some(usage) = &completion.usage {
-        apply_usage(usage, record);
-    }
-    if let Some(error) = &completion.error {
-        record.set_error(error.message.as_deref().unwrap_or("error"));
+        b"finish_reason" => j.set_str(&mut finish_reason),
+        k if k == message_key => read_message(j, &mut message),
+        _ => j.skip(),
+    })?;
+    apply_message(index, &message, record, now_us);
+    if let Some(reason) = finish_reason {
+        record.add_finish_reason(&reason);
     }
     Ok(())
 }
 
-fn apply_message(delta: &Delta<'_>, record: &mut CallRecord, now_us: u64) {
+fn read_message<'a>(j: &mut Json<'a>, message: &mut Message<'a>) -> Result<()> {
+    j.opt_object(|key, j| match key {
+        b"content" => j.set_str(&mut message.content),
+        b"reasoning_content" => j.set_str(&mut message.reasoning_content),
+        b"refusal" => j.set_str(&mut message.refusal),
+        b"tool_calls" => j.opt_array(|_, j| {
+            let mut call = ToolCall::default();
+            j.object(|key, j| match key {
+                b"index" => {
+                    call.index = j.opt_u64()?;
+                    Ok(())
+                }
+                b"id" => j.set_str(&mut call.id),
+                b"function" => j.opt_object(|key, j| match key {
+                    b"name" => j.set_str(&mut call.name),
+                    b"arguments" => j.set_str(&mut call.arguments),
+                    _ => j.skip(),
+                }),
+                _ => j.skip(),
+            })?;
+            message.tool_calls.push(call);
+            Ok(())
+        }),
+        _ => j.skip(),
+    })
+}
+
+/// A delta (or a whole message). With n > 1 choices the answer text is
+/// choice 0's; every choice's activity counts for timing.
+fn apply_message(choice: u64, message: &Message<'_>, record: &mut CallRecord, now_us: u64) {
     // OpenAI's first delta carries only the role: not a token.
-    let reasoning = delta.reasoning_content.as_deref().unwrap_or_default();
-    let has_tool_call = delta
-        .tool_calls
-        .as_ref()
-        .is_some_and(|calls| !calls.is_empty());
-    if !reasoning.is_empty() || has_tool_call {
-        record.note_token_activity(now_us);
+    if let Some(reasoning) = &message.reasoning_content {
+        record.push_reasoning(reasoning, now_us);
     }
-    if let Some(content) = &delta.content {
-        record.push_content(content, now_us);
+    for piece in [&message.content, &message.refusal].into_iter().flatten() {
+        if choice == 0 {
+            record.push_content(piece, now_us);
+        } else if !piece.is_empty() {
+            record.note_token_activity(now_us);
+        }
     }
-    if let Some(refusal) = &delta.refusal {
-        record.push_content(refusal, now_us);
+    for (position, call) in message.tool_calls.iter().enumerate() {
+        let index = call.index.unwrap_or(position as u64) & 0xffff_ffff;
+        let key = (choice << 32) | index;
+        if call.id.is_some() || call.name.is_some() {
+            record.tool_call_begin(key, call.id.as_deref(), call.name.as_deref(), now_us);
+        }
+        if let Some(arguments) = &call.arguments {
+            record.tool_call_arguments(key, arguments, now_us);
+        }
     }
 }
 
-fn apply_usage(usage: &Usage, record: &mut CallRecord) {
+fn apply_usage(key: &[u8], j: &mut Json<'_>, record: &mut CallRecord) -> Result<()> {
     let u = &mut record.usage;
-    u.input_tokens = usage.prompt_tokens.or(u.input_tokens);
-    u.output_tokens = usage.completion_tokens.or(u.output_tokens);
-    if let Some(cached) = usage
-        .prompt_tokens_details
-        .as_ref()
-        .and_then(|d| d.cached_tokens)
-    {
-        u.cache_read_input_tokens = Some(cached);
+    match key {
+        b"prompt_tokens" => j.update_u64(&mut u.input_tokens),
+        b"completion_tokens" => j.update_u64(&mut u.output_tokens),
+        b"prompt_tokens_details" => j.opt_object(|key, j| match key {
+            b"cached_tokens" => j.update_u64(&mut record.usage.cache_read_input_tokens),
+            _ => j.skip(),
+        }),
+        b"completion_tokens_details" => j.opt_object(|key, j| match key {
+            b"reasoning_tokens" => j.update_u64(&mut record.usage.reasoning_output_tokens),
+            _ => j.skip(),
+        }),
+        _ => j.skip(),
     }
-    if let Some(reasoning) = usage
-        .completion_tokens_details
-        .as_ref()
-        .and_then(|d| d.reasoning_tokens)
-    {
-        u.reasoning_output_tokens = Some(reasoning);
+}
+
+/// `{"error": {"message": ...}}`, as OpenAI and compatible servers send it.
+pub(crate) fn apply_error(j: &mut Json<'_>, record: &mut CallRecord) -> Result<()> {
+    if j.null() {
+        return Ok(());
     }
+    let mut message = None;
+    j.object(|key, j| match key {
+        b"message" => j.set_str(&mut message),
+        _ => j.skip(),
+    })?;
+    record.set_error(message.as_deref().unwrap_or("error"));
+    Ok(())
 }
 
 #[cfg(test)]
@@ -282,6 +254,55 @@ mod tests {
         .unwrap();
         assert_eq!(r.first_token_us, Some(8));
         assert_eq!(r.content(), "");
+    }
+
+    #[test]
+    fn tool_calls_are_assembled_per_index() {
+        let mut r = record();
+        for data in [
+            r#"{"choices":[{"index":0,"delta":{"role":"assistant","content":null,"tool_calls":[{"index":0,"id":"call_a","type":"function","function":{"name":"get_weather","arguments":""}}]}}]}"#,
+            r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{\"city\":"}}]}}]}"#,
+            r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":1,"id":"call_b","function":{"name":"get_time","arguments":"{}"}}]}}]}"#,
+            r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"\"Paris\"}"}}]}}]}"#,
+            r#"{"choices":[{"index":0,"delta":{},"finish_reason":"tool_calls"}]}"#,
+        ] {
+            apply_stream_event(data.as_bytes(), &mut r, 1).unwrap();
+        }
+        let s = r.summary(Outcome::Completed);
+        let calls: Vec<_> = s
+            .tool_calls
+            .iter()
+            .map(|c| (c.id, c.name, c.arguments))
+            .collect();
+        assert_eq!(
+            calls,
+            [
+                ("call_a", "get_weather", r#"{"city":"Paris"}"#),
+                ("call_b", "get_time", "{}")
+            ]
+        );
+        assert_eq!(s.finish_reasons, ["tool_calls".to_string()]);
+    }
+
+    #[test]
+    fn second_choice_does_not_mix_into_the_answer() {
+        let mut r = record();
+        apply_stream_event(br#"{"choices":[{"index":0,"delta":{"content":"A"}},{"index":1,"delta":{"content":"B"}}]}"#, &mut r, 1).unwrap();
+        apply_stream_event(br#"{"choices":[{"index":1,"delta":{},"finish_reason":"stop"},{"index":0,"delta":{},"finish_reason":"length"}]}"#, &mut r, 2).unwrap();
+        assert_eq!(r.content(), "A");
+        assert_eq!(r.finish_reasons, ["stop", "length"]);
+    }
+
+    #[test]
+    fn refusal_is_answer_text() {
+        let mut r = record();
+        apply_stream_event(
+            br#"{"choices":[{"index":0,"delta":{"refusal":"I can't"}}]}"#,
+            &mut r,
+            1,
+        )
+        .unwrap();
+        assert_eq!(r.content(), "I can't");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //!
 //! Times are microseconds since the Unix epoch, passed in by the caller.
 
+use crate::estimate::TokenEstimator;
 use crate::latency::GapHistogram;
 use serde::Serialize;
 
@@ -10,6 +11,8 @@ use serde::Serialize;
 const MAX_FINISH_REASONS: usize = 16;
 /// Longest error message kept.
 const MAX_ERROR_MESSAGE_BYTES: usize = 1024;
+/// Tool calls kept per call; more are counted in `tool_calls_dropped`.
+const MAX_TOOL_CALLS: usize = 64;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -71,6 +74,23 @@ impl CappedText {
     }
 }
 
+/// One tool call assembled from deltas. `key` is the provider's position of
+/// the call in the response (choice and index, content block, output item).
+#[derive(Debug)]
+pub struct ToolCall {
+    key: u64,
+    pub id: String,
+    pub name: String,
+    pub arguments: CappedText,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ToolCallSummary<'a> {
+    pub id: &'a str,
+    pub name: &'a str,
+    pub arguments: &'a str,
+}
+
 /// Request-side facts, noted when the request passes.
 #[derive(Debug, Default, Clone)]
 pub struct RequestInfo {
@@ -80,6 +100,10 @@ pub struct RequestInfo {
     pub path: Option<String>,
     pub model: Option<String>,
     pub stream_requested: Option<bool>,
+    pub messages: Option<u64>,
+    pub max_tokens: Option<u64>,
+    pub tools_offered: Option<u64>,
+    pub estimated_input_tokens: Option<u64>,
     pub content: Option<String>,
 }
 
@@ -114,6 +138,14 @@ pub struct CallRecord {
 
     gaps: GapHistogram,
     content: CappedText,
+    reasoning: CappedText,
+    tool_calls: Vec<ToolCall>,
+    tool_calls_dropped: u64,
+    /// Output tokens estimated from the text as it passed, for calls whose
+    /// provider reports no usage.
+    output_estimate: TokenEstimator,
+    /// `content-encoding` the filter could not decode (the bytes still flowed).
+    pub undecoded_encoding: Option<String>,
 }
 
 impl CallRecord {
@@ -143,6 +175,11 @@ impl CallRecord {
             parse_errors: 0,
             gaps: GapHistogram::default(),
             content: CappedText::default(),
+            reasoning: CappedText::default(),
+            tool_calls: Vec::new(),
+            tool_calls_dropped: 0,
+            output_estimate: TokenEstimator::default(),
+            undecoded_encoding: None,
         }
     }
 
@@ -170,8 +207,84 @@ impl CallRecord {
             return;
         }
         self.note_token_activity(now_us);
+        self.output_estimate.feed(text);
         if self.capture_content {
             self.content.push(text, self.max_content_bytes);
+        }
+    }
+
+    /// Reasoning ("thinking") text: a token for TTFT, kept apart from the answer.
+    pub fn push_reasoning(&mut self, text: &str, now_us: u64) {
+        if text.is_empty() {
+            return;
+        }
+        self.note_token_activity(now_us);
+        self.output_estimate.feed(text);
+        if self.capture_content {
+            self.reasoning.push(text, self.max_content_bytes);
+        }
+    }
+
+    /// A tool call starts or its id/name arrive. Counts as model output.
+    pub fn tool_call_begin(&mut self, key: u64, id: Option<&str>, name: Option<&str>, now_us: u64) {
+        self.note_token_activity(now_us);
+        if let Some(name) = name {
+            self.output_estimate.feed(name);
+        }
+        let Some(call) = self.tool_call_mut(key) else {
+            return;
+        };
+        if let Some(id) = id.filter(|id| !id.is_empty()) {
+            if call.id.is_empty() {
+                call.id = id.chars().take(256).collect();
+            }
+        }
+        if let Some(name) = name.filter(|n| !n.is_empty()) {
+            if call.name.is_empty() {
+                call.name = name.chars().take(256).collect();
+            }
+        }
+    }
+
+    /// A piece of a tool call's arguments (JSON text, streamed in pieces).
+    pub fn tool_call_arguments(&mut self, key: u64, piece: &str, now_us: u64) {
+        if piece.is_empty() {
+            return;
+        }
+        self.note_token_activity(now_us);
+        self.output_estimate.feed(piece);
+        let cap = self.max_content_bytes;
+        if let Some(call) = self.tool_call_mut(key) {
+            call.arguments.push(piece, cap);
+        }
+    }
+
+    fn tool_call_mut(&mut self, key: u64) -> Option<&mut ToolCall> {
+        // Few calls per response: a linear search beats a map here.
+        if let Some(pos) = self.tool_calls.iter().position(|c| c.key == key) {
+            return self.tool_calls.get_mut(pos);
+        }
+        if self.tool_calls.len() >= MAX_TOOL_CALLS {
+            self.tool_calls_dropped += 1;
+            return None;
+        }
+        self.tool_calls.push(ToolCall {
+            key,
+            id: String::new(),
+            name: String::new(),
+            arguments: CappedText::default(),
+        });
+        self.tool_calls.last_mut()
+    }
+
+    /// Replaces a tool call's arguments with the complete text (non-streaming
+    /// bodies, or a provider's `done` event).
+    pub fn tool_call_set_arguments(&mut self, key: u64, arguments: &str) {
+        let cap = self.max_content_bytes;
+        if let Some(call) = self.tool_call_mut(key) {
+            if call.arguments.as_str().is_empty() {
+                call.arguments.push(arguments, cap);
+            }
         }
     }
 
@@ -206,12 +319,24 @@ impl CallRecord {
     pub fn summary(&self, outcome: Outcome) -> Summary<'_> {
         let ms_since_start =
             |t: Option<u64>| t.map(|t| micros_to_ms(t.saturating_sub(self.start_us)));
-        let usage_source =
-            if self.usage.input_tokens.is_some() || self.usage.output_tokens.is_some() {
-                UsageSource::Reported
-            } else {
-                UsageSource::None
-            };
+        let reported = self.usage.input_tokens.is_some() || self.usage.output_tokens.is_some();
+        let (input_tokens, output_tokens, usage_source) = if reported {
+            (
+                self.usage.input_tokens,
+                self.usage.output_tokens,
+                UsageSource::Reported,
+            )
+        } else if self.request.estimated_input_tokens.is_some() || self.output_estimate.tokens() > 0
+        {
+            let output = Some(self.output_estimate.tokens());
+            (
+                self.request.estimated_input_tokens,
+                output,
+                UsageSource::Estimated,
+            )
+        } else {
+            (None, None, UsageSource::None)
+        };
         Summary {
             id: self.request.id.as_deref(),
             trace_id: self.request.trace_id.as_deref(),
@@ -227,8 +352,8 @@ impl CallRecord {
             response_model: self.response_model.as_deref(),
             response_id: self.response_id.as_deref(),
             finish_reasons: &self.finish_reasons,
-            input_tokens: self.usage.input_tokens,
-            output_tokens: self.usage.output_tokens,
+            input_tokens,
+            output_tokens,
             usage_source,
             cache_read_input_tokens: self.usage.cache_read_input_tokens,
             reasoning_output_tokens: self.usage.reasoning_output_tokens,
@@ -243,11 +368,31 @@ impl CallRecord {
             gap_p99_ms: self.gaps.quantile_us(0.99).map(micros_to_ms),
             content: self.capture_content.then(|| self.content.as_str()),
             content_truncated: self.content.truncated(),
+            reasoning: (self.capture_content && !self.reasoning.as_str().is_empty())
+                .then(|| self.reasoning.as_str()),
+            tool_calls: self
+                .tool_calls
+                .iter()
+                .map(|c| ToolCallSummary {
+                    id: &c.id,
+                    name: &c.name,
+                    arguments: c.arguments.as_str(),
+                })
+                .collect(),
+            tool_calls_dropped: self.tool_calls_dropped,
+            request_messages: self.request.messages,
+            request_max_tokens: self.request.max_tokens,
+            request_tools: self.request.tools_offered,
+            undecoded_encoding: self.undecoded_encoding.as_deref(),
             error: self.error_message.as_deref(),
             parse_errors: self.parse_errors,
             request_content: self.request.content.as_deref(),
         }
     }
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 fn micros_to_ms(us: u64) -> f64 {
@@ -287,6 +432,16 @@ pub struct Summary<'a> {
     pub gap_p99_ms: Option<f64>,
     pub content: Option<&'a str>,
     pub content_truncated: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reasoning: Option<&'a str>,
+    pub tool_calls: Vec<ToolCallSummary<'a>>,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub tool_calls_dropped: u64,
+    pub request_messages: Option<u64>,
+    pub request_max_tokens: Option<u64>,
+    pub request_tools: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub undecoded_encoding: Option<&'a str>,
     pub error: Option<&'a str>,
     pub parse_errors: u64,
     #[serde(skip_serializing_if = "Option::is_none")]

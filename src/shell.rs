@@ -6,8 +6,8 @@
 //! SDK's trait helpers, which panic on an unexpected host status; a panic
 //! would kill the VM for every stream on this worker.
 
-use crate::config::{CollectorConfig, Config};
-use crate::export::{BatchResult, ExportQueue};
+use crate::config::Config;
+use crate::export::{BatchResult, ExportQueue, Response};
 use crate::tap::{self, CallTap, Finished, TapSettings};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -82,24 +82,20 @@ struct StreamtapRoot {
     shared: Option<Rc<RefCell<Shared>>>,
     in_flight_token: Option<u32>,
     shutting_down: bool,
+    /// The last export failed; logged once, until it recovers.
+    collector_failing: bool,
 }
 
 impl StreamtapRoot {
-    fn collector(&self) -> Option<CollectorConfig> {
-        let shared = self.shared.as_ref()?.borrow();
-        shared.config.collector.clone()
-    }
-
     /// Sends the next due batch, if any. At most one export is in flight.
     fn flush(&mut self, force: bool) {
         let Some(shared) = self.shared.clone() else {
             return;
         };
-        let Some(collector) = self.collector() else {
+        let mut shared = shared.borrow_mut();
+        let Some(collector) = shared.config.collector.clone() else {
             return;
         };
-        let mut shared = shared.borrow_mut();
-        let metrics = shared.metrics;
         let Some(queue) = shared.queue.as_mut() else {
             return;
         };
@@ -128,15 +124,50 @@ impl StreamtapRoot {
         ) {
             Ok(token) => self.in_flight_token = Some(token),
             Err(status) => {
-                log::warn!(
-                    "streamtap: export to cluster {} not sent ({status:?}); {} summaries lost",
-                    collector.cluster,
-                    batch.count
+                // The host refused the call (e.g. no such cluster): the same
+                // backoff as a collector that does not answer.
+                let result = queue.complete(
+                    Response::Retry {
+                        retry_after_us: None,
+                    },
+                    now_us(),
                 );
-                if let BatchResult::Failed(n) = queue.complete(false) {
-                    add(metrics.export_failures, 1);
-                    add(metrics.summaries_dropped, n as u64);
+                drop(shared);
+                self.note_result(result, &format!("not sent: {status:?}"));
+            }
+        }
+    }
+
+    /// Counts a finished export attempt. Logs only when the collector's state
+    /// changes, so a dead collector does not flood Envoy's log.
+    fn note_result(&mut self, result: BatchResult, why: &str) {
+        let Some(metrics) = self.shared.as_ref().map(|s| s.borrow().metrics) else {
+            return;
+        };
+        match result {
+            BatchResult::Exported(n) => {
+                add(metrics.summaries_exported, n as u64);
+                if self.collector_failing {
+                    self.collector_failing = false;
+                    log::info!("streamtap: the collector accepts summaries again");
                 }
+            }
+            BatchResult::WillRetry { count, retry_in_us } => {
+                add(metrics.export_failures, 1);
+                if !self.collector_failing {
+                    self.collector_failing = true;
+                    log::warn!(
+                        "streamtap: export of {count} summaries failed ({why}); retrying with backoff, first in {} ms; summaries are kept up to max_queue",
+                        retry_in_us / 1000
+                    );
+                }
+            }
+            BatchResult::Rejected(n) => {
+                add(metrics.export_failures, 1);
+                add(metrics.summaries_dropped, n as u64);
+                log::warn!(
+                    "streamtap: the collector refused {n} summaries ({why}); they are dropped"
+                );
             }
         }
     }
@@ -155,31 +186,28 @@ impl Context for StreamtapRoot {
         }
         self.in_flight_token = None;
         // A failed callout has no headers; get_http_call_response_header would
-        // panic inside the SDK then, the map read does not.
-        let status = hostcalls::get_map_value_bytes(MapType::HttpCallResponseHeaders, ":status")
-            .ok()
-            .flatten()
-            .and_then(|v| {
-                std::str::from_utf8(&v)
-                    .ok()
-                    .and_then(|s| s.parse::<u16>().ok())
-            });
-        let ok = status.is_some_and(|s| (200..300).contains(&s));
-        if let Some(shared) = self.shared.clone() {
-            let mut shared = shared.borrow_mut();
-            let metrics = shared.metrics;
-            if let Some(queue) = shared.queue.as_mut() {
-                match queue.complete(ok) {
-                    BatchResult::Exported(n) => add(metrics.summaries_exported, n as u64),
-                    BatchResult::Failed(n) => {
-                        log::warn!(
-                            "streamtap: export failed (status {status:?}); {n} summaries lost"
-                        );
-                        add(metrics.export_failures, 1);
-                        add(metrics.summaries_dropped, n as u64);
-                    }
-                }
-            }
+        // panic inside the SDK then, the map reads do not.
+        let header = |name: &str| {
+            hostcalls::get_map_value_bytes(MapType::HttpCallResponseHeaders, name)
+                .ok()
+                .flatten()
+                .and_then(|v| String::from_utf8(v).ok())
+        };
+        let status = header(":status").and_then(|s| s.parse::<u16>().ok());
+        let response = Response::from_status(status, header("retry-after").as_deref());
+        let result = self.shared.as_ref().and_then(|shared| {
+            shared
+                .borrow_mut()
+                .queue
+                .as_mut()
+                .map(|q| q.complete(response, now_us()))
+        });
+        if let Some(result) = result {
+            let why = status.map_or_else(
+                || "no answer: connect failure or timeout".to_string(),
+                |s| format!("status {s}"),
+            );
+            self.note_result(result, &why);
         }
         // Keep draining a backlog without waiting for the next tick.
         self.flush(self.shutting_down);
@@ -194,7 +222,6 @@ impl Context for StreamtapRoot {
         self.in_flight_token.is_none()
     }
 }
-
 impl RootContext for StreamtapRoot {
     fn on_configure(&mut self, _size: usize) -> bool {
         let bytes = hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX)
@@ -212,7 +239,11 @@ impl RootContext for StreamtapRoot {
             Some(shared) => shared.borrow().metrics,
             None => Metrics::define(),
         };
-        let queue = config.collector.as_ref().map(ExportQueue::for_collector);
+        let seed = now_us();
+        let queue = config
+            .collector
+            .as_ref()
+            .map(|c| ExportQueue::for_collector(c, seed));
         if let Some(collector) = &config.collector {
             let tick = Duration::from_millis(collector.flush_interval_ms).min(MAX_TICK);
             let _ = hostcalls::set_tick_period(tick);

@@ -60,7 +60,7 @@ impl SseDecoder {
                 rest = tail;
             }
         }
-        while let Some(pos) = rest.iter().position(|&b| b == b'\n' || b == b'\r') {
+        while let Some(pos) = memchr::memchr2(b'\n', b'\r', rest) {
             let (line, tail) = rest.split_at(pos);
             let mut after = tail.get(1..).unwrap_or_default();
             if tail.first() == Some(&b'\r') {
@@ -131,7 +131,7 @@ impl SseDecoder {
             self.data.clear();
             return;
         }
-        let (field, value) = match line.iter().position(|&b| b == b':') {
+        let (field, value) = match memchr::memchr(b':', line) {
             Some(0) => return, // comment
             Some(colon) => {
                 let (field, value) = line.split_at(colon);

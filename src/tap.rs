@@ -4,10 +4,12 @@
 //! The shell calls these methods from its callbacks and always lets the bytes
 //! go on; nothing here can hold a byte back.
 
-use crate::openai;
+use crate::decompress::{Encoding, Inflater};
+use crate::estimate::{TokenEstimator, TOKENS_PER_MESSAGE, TOKENS_PER_REPLY};
+use crate::json::Json;
 use crate::record::{CallRecord, Outcome};
 use crate::sse::SseDecoder;
-use serde::Deserialize;
+use crate::{anthropic, openai, responses, ParseError};
 
 /// Largest request body copied to read `model` and `stream` from.
 pub const MAX_REQUEST_BODY_BYTES: usize = 1 << 20;
@@ -23,10 +25,72 @@ pub struct TapSettings {
     pub max_content_bytes: usize,
 }
 
+/// The wire format of a call, told by its path; never guessed from content.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Api {
+pub enum Api {
     ChatCompletions,
+    Responses,
+    AnthropicMessages,
     Unknown,
+}
+
+impl Api {
+    /// From the request path (query ignored): `.../chat/completions`,
+    /// `.../responses`, `.../messages` (OpenAI, Azure OpenAI, compatible
+    /// servers, Anthropic).
+    pub fn from_path(path: &str) -> Api {
+        let route = path
+            .split('?')
+            .next()
+            .unwrap_or_default()
+            .trim_end_matches('/');
+        if route.ends_with("/chat/completions") {
+            Api::ChatCompletions
+        } else if route.ends_with("/responses") {
+            Api::Responses
+        } else if route.ends_with("/messages") {
+            Api::AnthropicMessages
+        } else {
+            Api::Unknown
+        }
+    }
+
+    fn names(self) -> (&'static str, Option<&'static str>) {
+        match self {
+            Api::ChatCompletions => (openai::PROVIDER, Some(openai::API)),
+            Api::Responses => (responses::PROVIDER, Some(responses::API)),
+            Api::AnthropicMessages => (anthropic::PROVIDER, Some(anthropic::API)),
+            Api::Unknown => ("unknown", None),
+        }
+    }
+
+    fn apply_event(
+        self,
+        data: &[u8],
+        record: &mut CallRecord,
+        now_us: u64,
+    ) -> Result<(), ParseError> {
+        match self {
+            Api::ChatCompletions => openai::apply_stream_event(data, record, now_us),
+            Api::Responses => responses::apply_stream_event(data, record, now_us),
+            Api::AnthropicMessages => anthropic::apply_stream_event(data, record, now_us),
+            Api::Unknown => Ok(()),
+        }
+    }
+
+    fn apply_body(
+        self,
+        body: &[u8],
+        record: &mut CallRecord,
+        now_us: u64,
+    ) -> Result<(), ParseError> {
+        match self {
+            Api::ChatCompletions => openai::apply_completion(body, record, now_us),
+            Api::Responses => responses::apply_body(body, record, now_us),
+            Api::AnthropicMessages => anthropic::apply_body(body, record, now_us),
+            Api::Unknown => Ok(()),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -61,15 +125,104 @@ pub struct CallTap {
     request_body: Vec<u8>,
     request_body_overflow: bool,
     response: ResponseBody,
+    /// Decodes a copy of a gzip/deflate body; None for identity.
+    inflater: Option<Inflater>,
     finished: bool,
 }
 
-#[derive(Deserialize)]
+/// What the summary needs from a request body, in all three APIs' spellings:
+/// model, stream, token limit, tools offered, messages (or Responses
+/// `input` items) and an estimate of the prompt's tokens.
+#[derive(Default)]
 struct RequestFields {
-    #[serde(default)]
     model: Option<String>,
-    #[serde(default)]
     stream: Option<bool>,
+    max_tokens: Option<u64>,
+    tools: Option<u64>,
+    messages: Option<u64>,
+    prompt: TokenEstimator,
+}
+
+impl RequestFields {
+    fn read(body: &[u8]) -> Result<RequestFields, ParseError> {
+        let mut fields = RequestFields::default();
+        Json::parse(body, |j| {
+            j.object(|key, j| match key {
+                b"model" => {
+                    fields.model = j.opt_str()?.map(|m| m.into_owned());
+                    Ok(())
+                }
+                b"stream" => {
+                    fields.stream = j.opt_bool()?;
+                    Ok(())
+                }
+                b"max_tokens" | b"max_completion_tokens" | b"max_output_tokens" => {
+                    j.update_u64(&mut fields.max_tokens)
+                }
+                b"tools" => {
+                    let mut count = 0;
+                    j.opt_array(|_, j| {
+                        count += 1;
+                        j.skip()
+                    })?;
+                    fields.tools = Some(count);
+                    Ok(())
+                }
+                b"messages" => {
+                    let mut count = 0;
+                    j.opt_array(|_, j| {
+                        count += 1;
+                        feed_prompt(j, &mut fields.prompt)
+                    })?;
+                    fields.messages = Some(count);
+                    Ok(())
+                }
+                // Responses API: a string, or a list of items.
+                b"input" => {
+                    let mut count = 1;
+                    if j.peek_array() {
+                        count = 0;
+                        j.array(|_, j| {
+                            count += 1;
+                            feed_prompt(j, &mut fields.prompt)
+                        })?;
+                    } else {
+                        feed_prompt(j, &mut fields.prompt)?;
+                    }
+                    fields.messages = fields.messages.or(Some(count));
+                    Ok(())
+                }
+                b"system" | b"instructions" => feed_prompt(j, &mut fields.prompt),
+                _ => j.skip(),
+            })
+        })?;
+        Ok(fields)
+    }
+
+    /// Input tokens estimated from the prompt's text (used only when the
+    /// provider reports no usage).
+    fn estimated_input_tokens(&self) -> u64 {
+        self.prompt.tokens() + self.messages.unwrap_or(0) * TOKENS_PER_MESSAGE + TOKENS_PER_REPLY
+    }
+}
+
+/// Feeds the text of a message, content part or item to the estimator:
+/// strings, and the `content`/`text`/`input` of objects, at any depth.
+fn feed_prompt(j: &mut Json<'_>, estimator: &mut TokenEstimator) -> Result<(), ParseError> {
+    if j.peek_array() {
+        return j.array(|_, j| feed_prompt(j, estimator));
+    }
+    if j.peek_object() {
+        return j.object(|key, j| match key {
+            b"content" | b"text" | b"input" => feed_prompt(j, estimator),
+            _ => j.skip(),
+        });
+    }
+    if j.peek_string() {
+        estimator.feed(&j.str()?);
+        return Ok(());
+    }
+    j.skip()
 }
 
 impl CallTap {
@@ -85,6 +238,7 @@ impl CallTap {
             request_body: Vec::new(),
             request_body_overflow: false,
             response: ResponseBody::Pending,
+            inflater: None,
             finished: false,
         }
     }
@@ -106,12 +260,10 @@ impl CallTap {
         traceparent: Option<&str>,
     ) {
         if let Some(p) = &path {
-            let route = p.split('?').next().unwrap_or_default();
-            if route.ends_with("/chat/completions") {
-                self.api = Api::ChatCompletions;
-                self.record.provider = openai::PROVIDER;
-                self.record.api = Some(openai::API);
-            }
+            self.api = Api::from_path(p);
+            let (provider, api) = self.api.names();
+            self.record.provider = provider;
+            self.record.api = api;
         }
         let request = &mut self.record.request;
         request.method = method;
@@ -136,9 +288,17 @@ impl CallTap {
             return;
         }
         if !self.request_body_overflow {
-            if let Ok(fields) = serde_json::from_slice::<RequestFields>(&body) {
-                self.record.request.model = fields.model;
-                self.record.request.stream_requested = fields.stream;
+            if let Ok(fields) = RequestFields::read(&body) {
+                let request = &mut self.record.request;
+                request.stream_requested = fields.stream;
+                request.max_tokens = fields.max_tokens;
+                request.tools_offered = fields.tools;
+                request.messages = fields.messages;
+                // An unknown format gets no estimate: nothing is guessed.
+                if self.api != Api::Unknown {
+                    request.estimated_input_tokens = Some(fields.estimated_input_tokens());
+                }
+                request.model = fields.model;
             }
         }
         if self.settings.capture_request_content {
@@ -160,9 +320,17 @@ impl CallTap {
             .and_then(|ct| ct.split(';').next())
             .map(|mt| mt.trim().to_ascii_lowercase())
             .unwrap_or_default();
-        let encoded = content_encoding.is_some_and(|e| !e.trim().eq_ignore_ascii_case("identity"));
         self.record.stream = media_type == "text/event-stream";
-        self.response = if encoded {
+        let encoding = Encoding::from_header(content_encoding);
+        self.inflater = Inflater::new(&encoding);
+        let readable = match encoding {
+            Encoding::Other(name) => {
+                self.record.undecoded_encoding = Some(name);
+                false
+            }
+            _ => true,
+        };
+        self.response = if !readable {
             ResponseBody::Opaque
         } else if self.record.stream {
             ResponseBody::EventStream(SseDecoder::new(MAX_EVENT_BYTES))
@@ -182,18 +350,20 @@ impl CallTap {
         self.record.note_chunk(chunk.len(), now_us);
         let api = self.api;
         let record = &mut self.record;
-        match &mut self.response {
-            ResponseBody::EventStream(decoder) => {
-                decoder.feed(chunk, &mut |event| apply_event(api, record, event, now_us));
-            }
-            ResponseBody::Json { copy, overflow } => {
-                let room = MAX_JSON_BODY_BYTES.saturating_sub(copy.len());
-                if chunk.len() > room {
-                    *overflow = true;
+        let response = &mut self.response;
+        match &mut self.inflater {
+            None => read_body(response, api, record, chunk, now_us),
+            Some(inflater) => {
+                let decoded = inflater.feed(chunk, &mut |piece| {
+                    read_body(response, api, record, piece, now_us)
+                });
+                if decoded.is_err() {
+                    // A copy that cannot be decoded: stop reading, count it.
+                    record.parse_errors += 1;
+                    self.inflater = None;
+                    self.response = ResponseBody::Opaque;
                 }
-                copy.extend_from_slice(chunk.get(..chunk.len().min(room)).unwrap_or_default());
             }
-            ResponseBody::Pending | ResponseBody::Opaque => {}
         }
     }
 
@@ -206,11 +376,14 @@ impl CallTap {
         let status = self.record.status.unwrap_or(0);
         let outcome = if status >= 400 {
             Outcome::HttpError
-        } else if self.record.stream
-            && self.api != Api::Unknown
-            && !self.record.saw_end_marker
-            && self.record.finish_reasons.is_empty()
+        } else if self.record.error_message.is_some()
+            || (self.record.stream
+                && self.api != Api::Unknown
+                && !self.record.saw_end_marker
+                && self.record.finish_reasons.is_empty())
         {
+            // A provider error inside a 200 stream, or a stream that never
+            // said it was done.
             Outcome::Incomplete
         } else {
             Outcome::Completed
@@ -237,9 +410,9 @@ impl CallTap {
                 decoder.finish(&mut |event| apply_event(api, record, event, now_us));
             }
             ResponseBody::Json { copy, overflow } => {
-                if api == Api::ChatCompletions
+                if api != Api::Unknown
                     && !copy.is_empty()
-                    && (overflow || openai::apply_completion(&copy, record, now_us).is_err())
+                    && (overflow || api.apply_body(&copy, record, now_us).is_err())
                 {
                     record.parse_errors += 1;
                 }
@@ -266,15 +439,37 @@ impl CallTap {
     }
 }
 
+/// Routes body bytes (decoded, when the response is compressed) to the reader
+/// of its content type.
+fn read_body(
+    response: &mut ResponseBody,
+    api: Api,
+    record: &mut CallRecord,
+    bytes: &[u8],
+    now_us: u64,
+) {
+    match response {
+        ResponseBody::EventStream(decoder) => {
+            decoder.feed(bytes, &mut |event| apply_event(api, record, event, now_us));
+        }
+        ResponseBody::Json { copy, overflow } => {
+            let room = MAX_JSON_BODY_BYTES.saturating_sub(copy.len());
+            if bytes.len() > room {
+                *overflow = true;
+            }
+            copy.extend_from_slice(bytes.get(..bytes.len().min(room)).unwrap_or_default());
+        }
+        ResponseBody::Pending | ResponseBody::Opaque => {}
+    }
+}
+
 fn apply_event(api: Api, record: &mut CallRecord, event: crate::sse::Event<'_>, now_us: u64) {
     record.events += 1;
     if event.oversized {
         record.parse_errors += 1;
         return;
     }
-    if api == Api::ChatCompletions
-        && openai::apply_stream_event(event.data, record, now_us).is_err()
-    {
+    if api.apply_event(event.data, record, now_us).is_err() {
         record.parse_errors += 1;
     }
 }

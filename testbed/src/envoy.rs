@@ -42,7 +42,29 @@ pub enum FilterVariant {
     /// A Lua filter whose `envoy_on_response` calls `response_handle:body()`, which
     /// holds the whole response back: the negative control for "no buffering" tests.
     BufferingLua,
+    /// The template's Wasm filter block with the near-empty filter of
+    /// `bench/empty-filter` ([`empty_filter_wasm_path`], built by `make bench-filters`)
+    /// in place of streamtap: same runtime, same failure policy, its own
+    /// name/root_id/vm_id `empty_filter`. It counts body chunks without reading
+    /// them and POSTs `{"chunks":N}` per call to the collector: the floor of any
+    /// Wasm filter that sees the body. `plugin_config` and `wasm_path` are unused.
+    EmptyWasm,
+    /// Envoy's native `envoy.filters.http.sse_to_metadata` filter with two JSON
+    /// rules on OpenAI `chat.completion.chunk` events: `usage.completion_tokens`
+    /// (every event, the last one wins) and `model` (first match), written to the
+    /// dynamic metadata namespace [`SSE_TO_METADATA_NAMESPACE`] under the keys
+    /// `completion_tokens` and `model`. The native peer in `make bench`.
+    SseToMetadata,
 }
+
+/// The dynamic metadata namespace [`FilterVariant::SseToMetadata`] writes to; read
+/// it in an access log as
+/// `%DYNAMIC_METADATA(envoy.filters.http.sse_to_metadata:completion_tokens)%`.
+pub const SSE_TO_METADATA_NAMESPACE: &str = "envoy.filters.http.sse_to_metadata";
+
+/// The counter [`FilterVariant::SseToMetadata`] bumps for each metadata value it
+/// writes (`sse_to_metadata.resp.<parser stats prefix>.metadata_added`).
+pub const SSE_TO_METADATA_ADDED_STAT: &str = "sse_to_metadata.resp.json.metadata_added";
 
 /// How to start Envoy.
 #[derive(Debug, Clone)]
@@ -139,6 +161,12 @@ pub fn default_wasm_path() -> PathBuf {
     workspace_root().join("dist").join("streamtap.wasm")
 }
 
+/// `<root>/dist/empty-filter.wasm` (written by `make bench-filters`): the near-empty
+/// filter of [`FilterVariant::EmptyWasm`].
+pub fn empty_filter_wasm_path() -> PathBuf {
+    workspace_root().join("dist").join("empty-filter.wasm")
+}
+
 /// `<root>/envoy/streamtap.yaml`, the one Envoy config template.
 pub fn template_path() -> PathBuf {
     workspace_root().join("envoy").join("streamtap.yaml")
@@ -170,12 +198,15 @@ pub fn swap_filter_block(template: &str, filter: FilterVariant) -> Result<String
         .get(begin)
         .map(|l| l.chars().take_while(|c| c.is_whitespace()).collect())
         .unwrap_or_default();
+    let indented =
+        |block: &[&str]| -> Vec<String> { block.iter().map(|l| format!("{indent}{l}")).collect() };
     let replacement: Vec<String> = match filter {
         FilterVariant::Streamtap | FilterVariant::NoFilter => Vec::new(),
-        FilterVariant::BufferingLua => BUFFERING_LUA_BLOCK
-            .iter()
-            .map(|l| format!("{indent}{l}"))
-            .collect(),
+        FilterVariant::BufferingLua => indented(BUFFERING_LUA_BLOCK),
+        FilterVariant::SseToMetadata => indented(SSE_TO_METADATA_BLOCK),
+        FilterVariant::EmptyWasm => {
+            empty_wasm_block(lines.get(begin + 1..end).unwrap_or_default())?
+        }
     };
     let mut out: Vec<String> = Vec::with_capacity(lines.len());
     out.extend(lines.iter().take(begin + 1).map(|l| l.to_string()));
@@ -198,6 +229,71 @@ const BUFFERING_LUA_BLOCK: &[&str] = &[
     "        function envoy_on_response(response_handle)",
     "          response_handle:body()",
     "        end",
+];
+
+/// The template's own Wasm filter block (the lines between the markers), turned
+/// into the near-empty filter's: the same runtime and failure policy, so the
+/// comparison stays fair when the template changes.
+fn empty_wasm_block(block: &[&str]) -> Result<Vec<String>, String> {
+    let text = block.join("\n");
+    for needle in [
+        "envoy.filters.http.wasm",
+        "${WASM_PATH}",
+        "${STREAMTAP_CONFIG}",
+    ] {
+        if !text.contains(needle) {
+            return Err(format!(
+                "envoy template: the filter block lacks `{needle}`, cannot derive the empty Wasm filter from it"
+            ));
+        }
+    }
+    Ok(block
+        .iter()
+        .map(|line| {
+            let trimmed = line.trim_start();
+            let indent = line.get(..line.len() - trimmed.len()).unwrap_or_default();
+            for key in ["name:", "root_id:", "vm_id:"] {
+                if trimmed.strip_prefix(key).map(str::trim) == Some("streamtap") {
+                    return format!("{indent}{key} empty_filter");
+                }
+            }
+            line.replace("${WASM_PATH}", "${EMPTY_WASM_PATH}")
+                .replace("${STREAMTAP_CONFIG}", "{}")
+        })
+        .collect())
+}
+
+/// Envoy 1.40's native SSE filter, configured as its documentation shows for LLM
+/// token usage: the json content parser with two rules. Usage comes in the last
+/// chunk, so its rule looks at every event; `model` is in every chunk, so its rule
+/// stops after the first match. The filter keeps its own SSE decoder and parses
+/// every event's `data` as JSON.
+const SSE_TO_METADATA_BLOCK: &[&str] = &[
+    "- name: envoy.filters.http.sse_to_metadata",
+    "  typed_config:",
+    "    \"@type\": type.googleapis.com/envoy.extensions.filters.http.sse_to_metadata.v3.SseToMetadata",
+    "    response_rules:",
+    "      content_parser:",
+    "        name: envoy.content_parsers.json",
+    "        typed_config:",
+    "          \"@type\": type.googleapis.com/envoy.extensions.content_parsers.json.v3.JsonContentParser",
+    "          rules:",
+    "          - rule:",
+    "              selectors:",
+    "              - key: usage",
+    "              - key: completion_tokens",
+    "              on_present:",
+    "                metadata_namespace: envoy.filters.http.sse_to_metadata",
+    "                key: completion_tokens",
+    "                type: NUMBER",
+    "          - rule:",
+    "              selectors:",
+    "              - key: model",
+    "              on_present:",
+    "                metadata_namespace: envoy.filters.http.sse_to_metadata",
+    "                key: model",
+    "                type: STRING",
+    "            stop_processing_after_matches: 1",
 ];
 
 fn find_marker(lines: &[&str], marker: &str) -> Result<usize, String> {
@@ -259,6 +355,10 @@ pub fn render(template: &str, opts: &EnvoyOptions, ports: &RenderPorts) -> Resul
     vars.insert("COLLECTOR_PORT", opts.collector.port().to_string());
     vars.insert("WASM_PATH", opts.wasm_path.display().to_string());
     vars.insert(
+        "EMPTY_WASM_PATH",
+        empty_filter_wasm_path().display().to_string(),
+    );
+    vars.insert(
         "STREAMTAP_CONFIG",
         yaml_single_quote_escape(&opts.plugin_config),
     );
@@ -274,6 +374,16 @@ impl Envoy {
     /// and waits until admin `/ready` answers 200 and the listener accepts.
     /// On failure the error carries the lines of Envoy's log that explain why.
     pub fn start(opts: &EnvoyOptions) -> Result<Envoy, String> {
+        let template_file = template_path();
+        let template = fs::read_to_string(&template_file)
+            .map_err(|e| format!("cannot read {}: {e}", template_file.display()))?;
+        Self::start_with_template(opts, &template)
+    }
+
+    /// [`Envoy::start`] with another template text than `envoy/streamtap.yaml`
+    /// (e.g. with extra access log fields); it needs the same markers and
+    /// placeholders.
+    pub fn start_with_template(opts: &EnvoyOptions, template: &str) -> Result<Envoy, String> {
         let bin = envoy_bin();
         if !bin.exists() {
             return Err(format!(
@@ -288,14 +398,17 @@ impl Envoy {
                 opts.wasm_path.display()
             ));
         }
-        let template_file = template_path();
-        let template = fs::read_to_string(&template_file)
-            .map_err(|e| format!("cannot read {}: {e}", template_file.display()))?;
+        if opts.filter == FilterVariant::EmptyWasm && !empty_filter_wasm_path().is_file() {
+            return Err(format!(
+                "empty filter wasm not found at {} (run `make bench-filters`)",
+                empty_filter_wasm_path().display()
+            ));
+        }
 
-        match Self::start_once(opts, &bin, &template) {
+        match Self::start_once(opts, &bin, template) {
             Err(StartError::AddrInUse(_)) => {
                 // Another process took one of our ports between the probe and Envoy's bind.
-                Self::start_once(opts, &bin, &template).map_err(StartError::into_message)
+                Self::start_once(opts, &bin, template).map_err(StartError::into_message)
             }
             other => other.map_err(StartError::into_message),
         }
@@ -1070,5 +1183,193 @@ mod tests {
         assert!(err.contains("Envoy exited"), "{err}");
         assert!(err.contains("[critical]"), "{err}");
         assert!(err.contains("Unable to create Wasm"), "{err}");
+    }
+
+    #[test]
+    fn empty_wasm_variant_is_the_template_block_with_the_empty_filter() {
+        let t = template();
+        let r = render(
+            &t,
+            &opts(FilterVariant::EmptyWasm).with_plugin_config(r#"{"ignored":true}"#),
+            &ports(),
+        )
+        .unwrap();
+        assert!(!r.contains("${"), "unreplaced placeholder in:\n{r}");
+        let empty = empty_filter_wasm_path();
+        assert!(empty.ends_with("dist/empty-filter.wasm"));
+        assert!(r.contains(&format!("filename: \"{}\"", empty.display())));
+        assert!(!r.contains("/x/streamtap.wasm"));
+        assert!(
+            !r.contains("ignored"),
+            "the plugin config is not streamtap's"
+        );
+        assert!(r.contains("value: '{}'"));
+        for key in ["name", "root_id", "vm_id"] {
+            let line = |value: &str| format!("{key}: {value}");
+            assert!(r.lines().any(|l| l.trim() == line("empty_filter")), "{key}");
+            assert!(!r.lines().any(|l| l.trim() == line("streamtap")), "{key}");
+        }
+        // Everything else of the Wasm block is the template's: runtime, policy.
+        let streamtap = render(&t, &opts(FilterVariant::Streamtap), &ports()).unwrap();
+        for setting in [
+            "envoy.filters.http.wasm",
+            "runtime: envoy.wasm.runtime.v8",
+            "failure_policy: FAIL_OPEN",
+            "type.googleapis.com/google.protobuf.StringValue",
+        ] {
+            assert!(
+                streamtap.contains(setting) && r.contains(setting),
+                "{setting}"
+            );
+        }
+        assert_eq!(r.lines().count(), streamtap.lines().count());
+        let wasm = r.find("envoy.filters.http.wasm").unwrap();
+        let router = r.find("envoy.filters.http.router").unwrap();
+        assert!(wasm < router);
+        // The other clusters and the collector stay, for the root's POSTs.
+        assert!(r.contains("name: streamtap_collector"));
+    }
+
+    #[test]
+    fn sse_to_metadata_variant_replaces_the_wasm_block() {
+        let r = render(&template(), &opts(FilterVariant::SseToMetadata), &ports()).unwrap();
+        assert!(!r.contains("${"));
+        assert!(!r.contains("envoy.filters.http.wasm"));
+        assert!(r.contains(
+            "type.googleapis.com/envoy.extensions.filters.http.sse_to_metadata.v3.SseToMetadata"
+        ));
+        assert!(r.contains(
+            "type.googleapis.com/envoy.extensions.content_parsers.json.v3.JsonContentParser"
+        ));
+        assert_eq!(r.matches("- rule:").count(), 2);
+        assert_eq!(
+            r.matches(&format!("metadata_namespace: {SSE_TO_METADATA_NAMESPACE}"))
+                .count(),
+            2
+        );
+        let sse = r.find("envoy.filters.http.sse_to_metadata").unwrap();
+        let router = r.find("envoy.filters.http.router").unwrap();
+        assert!(sse < router);
+        let marker_line = r.lines().find(|l| l.trim() == FILTER_BEGIN_MARKER).unwrap();
+        let indent = marker_line.len() - marker_line.trim_start().len();
+        let first = r
+            .lines()
+            .find(|l| l.contains("name: envoy.filters.http.sse_to_metadata"))
+            .unwrap();
+        assert_eq!(first.len() - first.trim_start().len(), indent);
+    }
+
+    #[test]
+    fn empty_wasm_block_needs_the_template_wasm_block() {
+        let err = empty_wasm_block(&["- name: envoy.filters.http.lua"]).unwrap_err();
+        assert!(err.contains("envoy.filters.http.wasm"), "{err}");
+    }
+
+    /// A streaming chat completion through `envoy`, with usage in the last chunk:
+    /// what the upstream sent and what the client got.
+    fn stream_through(
+        envoy: &Envoy,
+        upstream: &crate::upstream::MockUpstream,
+        test_id: &str,
+    ) -> (crate::upstream::SentStream, crate::client::StreamResult) {
+        let body = r#"{"model":"gpt-4o-mini","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"Count to ten"}]}"#;
+        let got = crate::client::post(
+            envoy.listener,
+            "/v1/chat/completions",
+            &[
+                ("x-test-id", test_id),
+                ("x-mock-tokens", "10"),
+                ("x-mock-interval-ms", "5"),
+            ],
+            body.as_bytes(),
+        )
+        .unwrap_or_else(|e| panic!("request through envoy failed: {e}\n{}", envoy.log()));
+        let sent = upstream
+            .wait_sent(test_id, Duration::from_secs(10))
+            .unwrap_or_else(|| panic!("upstream has no record of {test_id}"));
+        (sent, got)
+    }
+
+    #[test]
+    fn real_envoy_with_the_empty_wasm_filter_streams_and_posts_chunk_counts() {
+        assert_envoy_present();
+        assert!(
+            empty_filter_wasm_path().is_file(),
+            "{} missing (run `make bench-filters`)",
+            empty_filter_wasm_path().display()
+        );
+        let upstream = crate::upstream::MockUpstream::start().unwrap();
+        let collector = crate::collector::Collector::start().unwrap();
+        let opts = EnvoyOptions::new(upstream.addr, collector.addr)
+            .with_filter(FilterVariant::EmptyWasm)
+            .with_wasm_path("/nonexistent/streamtap.wasm");
+        let envoy = Envoy::start(&opts).unwrap_or_else(|e| panic!("{e}"));
+        let (sent, got) = stream_through(&envoy, &upstream, "empty-wasm-1");
+        assert_eq!(got.status, 200);
+        assert_eq!(got.header("content-type"), Some("text/event-stream"));
+        assert!(sent.complete && sent.events.len() >= 12);
+        assert!(got.body == sent.body, "bytes changed on the way");
+        // on_log queued the call's record and the root's tick POSTed it.
+        let calls = collector.wait_for_calls(1, Duration::from_secs(5));
+        let chunks = calls
+            .first()
+            .and_then(|c| c["chunks"].as_u64())
+            .unwrap_or_else(|| panic!("collector got {calls:?}\n{}", envoy.log()));
+        assert!(
+            chunks >= 1 && chunks as usize <= sent.body.len() + 1,
+            "chunks={chunks}"
+        );
+        assert_eq!(calls.len(), 1, "{calls:?}");
+        let config = fs::read_to_string(&envoy.config_path).unwrap();
+        assert!(config.contains("empty-filter.wasm"));
+        assert!(!envoy.log().contains("][critical]["), "{}", envoy.log());
+    }
+
+    #[test]
+    fn real_envoy_with_sse_to_metadata_streams_and_extracts_usage_and_model() {
+        assert_envoy_present();
+        let upstream = crate::upstream::MockUpstream::start().unwrap();
+        // Print what the filter wrote, next to the template's own fields.
+        let ns = SSE_TO_METADATA_NAMESPACE;
+        let summary_field = "summary=%FILTER_STATE(wasm.streamtap.summary:PLAIN)%";
+        let t = template();
+        assert!(t.contains(summary_field));
+        let t = t.replace(
+            summary_field,
+            &format!(
+                "{summary_field} sse_tokens=%DYNAMIC_METADATA({ns}:completion_tokens)% \
+                 sse_model=%DYNAMIC_METADATA({ns}:model)%"
+            ),
+        );
+        let opts = EnvoyOptions::new(upstream.addr, "127.0.0.1:9".parse().unwrap())
+            .with_filter(FilterVariant::SseToMetadata);
+        let envoy = Envoy::start_with_template(&opts, &t).unwrap_or_else(|e| panic!("{e}"));
+        for i in 0..2 {
+            let (sent, got) = stream_through(&envoy, &upstream, &format!("sse-to-metadata-{i}"));
+            assert_eq!(got.status, 200);
+            assert_eq!(got.header("content-type"), Some("text/event-stream"));
+            assert!(sent.complete && sent.events.len() >= 12);
+            assert_eq!(sent.completion_tokens, 10);
+            assert!(got.body == sent.body, "bytes changed on the way");
+        }
+        // Two values per call: the usage and the model.
+        assert_eq!(
+            envoy.wait_for_stat(SSE_TO_METADATA_ADDED_STAT, 4, Duration::from_secs(5)),
+            4,
+            "{:?}",
+            envoy.stats().map(|s| s
+                .into_iter()
+                .filter(|(k, _)| k.starts_with("sse_to_metadata"))
+                .collect::<Vec<_>>())
+        );
+        // And the values are the stream's: on both calls' access log lines.
+        let extracted = "sse_tokens=10 sse_model=gpt-4o-mini";
+        assert!(
+            wait_until(Duration::from_secs(5), || {
+                envoy.access_log().matches(extracted).count() == 2
+            }),
+            "{}",
+            envoy.access_log()
+        );
     }
 }

@@ -4,4 +4,5 @@
 pub mod client;
 pub mod collector;
 pub mod envoy;
+pub mod replay;
 pub mod upstream;

@@ -1,0 +1,155 @@
+//! Every wire-format fixture (OpenAI Chat Completions, Responses API, Anthropic
+//! Messages; streamed and JSON; plain and gzip) replayed through a real Envoy
+//! with streamtap: the client gets the upstream's bytes unchanged, and the
+//! collector's summary says what the fixture's reviewed expected summary says.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod common;
+
+use serde_json::Value;
+use std::time::Duration;
+use testbed::client;
+use testbed::collector::Collector;
+use testbed::envoy::{Envoy, EnvoyOptions};
+use testbed::replay::{fixtures_dir, ReplayUpstream};
+
+/// Summary fields that depend on the fixture alone (not on timing, ids or the wire).
+const STABLE_FIELDS: &[&str] = &[
+    "provider",
+    "api",
+    "stream",
+    "outcome",
+    "status",
+    "model",
+    "response_model",
+    "response_id",
+    "finish_reasons",
+    "input_tokens",
+    "output_tokens",
+    "usage_source",
+    "cache_read_input_tokens",
+    "reasoning_output_tokens",
+    "content",
+    "content_truncated",
+    "reasoning",
+    "tool_calls",
+    "error",
+    "events",
+    "parse_errors",
+    "request_messages",
+    "request_max_tokens",
+    "request_tools",
+];
+
+fn request_path(dir: &str) -> &'static str {
+    match dir {
+        "openai-chat" => "/v1/chat/completions",
+        "openai-responses" => "/v1/responses",
+        "anthropic" => "/v1/messages",
+        _ => "/v1/other",
+    }
+}
+
+#[test]
+fn every_provider_fixture_through_envoy_plain_and_gzip() {
+    let upstream = ReplayUpstream::start().unwrap();
+    let collector = Collector::start().unwrap();
+    let opts =
+        EnvoyOptions::new(upstream.addr, collector.addr).with_plugin_config(common::FAST_EXPORT);
+    let envoy = Envoy::start(&opts).unwrap_or_else(|e| panic!("{e}"));
+
+    let mut checked = 0;
+    for dir in ["openai-chat", "openai-responses", "anthropic", "unknown"] {
+        let request_body = std::fs::read(fixtures_dir().join(dir).join("request.json"))
+            .unwrap_or_else(|_| b"{}".to_vec());
+        let mut names: Vec<String> = std::fs::read_dir(fixtures_dir().join(dir))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+            .filter(|n| {
+                (n.ends_with(".sse") || n.ends_with(".json"))
+                    && !n.ends_with(".expected.json")
+                    && n != "request.json"
+            })
+            .collect();
+        names.sort();
+        for name in names {
+            let fixture = format!("{dir}/{name}");
+            let expected: Value = serde_json::from_slice(
+                &std::fs::read(
+                    fixtures_dir()
+                        .join(dir)
+                        .join(format!("{name}.expected.json")),
+                )
+                .unwrap(),
+            )
+            .unwrap();
+            for (variant, chunk, gzip) in [("plain", "37", "0"), ("gzip", "23", "1")] {
+                let test_id = format!("{fixture}-{variant}");
+                let got = client::post(
+                    envoy.listener,
+                    request_path(dir),
+                    &[
+                        ("x-fixture", &fixture),
+                        ("x-fixture-chunk", chunk),
+                        ("x-fixture-gzip", gzip),
+                        ("x-test-id", &test_id),
+                    ],
+                    &request_body,
+                )
+                .unwrap_or_else(|e| panic!("{test_id}: {e}\n{}", envoy.log()));
+                let sent = upstream
+                    .wait_sent(&test_id, Duration::from_secs(5))
+                    .unwrap();
+                assert_eq!(got.status, sent.status, "{test_id}");
+                assert!(
+                    got.body == sent.body,
+                    "{test_id}: the client's bytes differ from the upstream's"
+                );
+
+                let request_id = sent
+                    .request_headers
+                    .iter()
+                    .find(|(k, _)| k == "x-request-id")
+                    .unwrap()
+                    .1
+                    .clone();
+                let summary = wait_for_summary(&collector, &request_id, &envoy);
+                for field in STABLE_FIELDS {
+                    assert_eq!(
+                        summary[*field], expected[*field],
+                        "{test_id}: field {field}\nsummary: {summary:#}"
+                    );
+                }
+                assert_eq!(summary["path"], request_path(dir));
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 40, "only {checked} fixture runs");
+    assert_eq!(envoy.stat("wasmcustom.streamtap.parse_errors"), 0);
+}
+
+fn wait_for_summary(collector: &Collector, request_id: &str, envoy: &Envoy) -> Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(s) = collector
+            .calls()
+            .into_iter()
+            .find(|s| s["id"] == request_id)
+        {
+            return s;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no summary for {request_id}\n{}",
+            envoy.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
