@@ -69,6 +69,63 @@ pub struct CaptureConfig {
     pub request_content: bool,
     /// Cap of each captured text. Default 65536, 0..=16777216.
     pub max_content_bytes: usize,
+    /// Request headers copied into the summary's `request_headers` (e.g. a
+    /// user or tenant id). Default none; at most 32.
+    pub request_headers: Vec<String>,
+    /// Header names never recorded (besides the credential headers, which
+    /// never are): listed in `request_headers`, they show as `[redacted]`.
+    pub redact_headers: Vec<String>,
+    /// JSON field names whose string values are replaced by `[redacted]` in
+    /// captured request content (besides the built-in `api_key`, `password`,
+    /// `token`... see `CREDENTIAL_FIELDS`).
+    pub redact_fields: Vec<String>,
+}
+
+/// Request-body fields whose values are never kept in `request_content`.
+pub const CREDENTIAL_FIELDS: [&str; 12] = [
+    "api_key",
+    "apikey",
+    "api-key",
+    "x-api-key",
+    "authorization",
+    "password",
+    "secret",
+    "client_secret",
+    "token",
+    "access_token",
+    "refresh_token",
+    "id_token",
+];
+
+impl CaptureConfig {
+    /// True when a header's value may be recorded.
+    pub fn header_allowed(&self, name: &str) -> bool {
+        !listed(name.as_bytes(), &CREDENTIAL_HEADERS)
+            && !listed_owned(name.as_bytes(), &self.redact_headers)
+    }
+
+    /// True when a request-body field's value must not be kept.
+    pub fn field_redacted(&self, name: &[u8]) -> bool {
+        is_credential_field(name) || listed_owned(name, &self.redact_fields)
+    }
+}
+
+/// True for the built-in credential field names (`CREDENTIAL_FIELDS`).
+pub fn is_credential_field(name: &[u8]) -> bool {
+    listed(name, &CREDENTIAL_FIELDS)
+}
+
+// Not inlined: unrolled over the constant lists, these cost kilobytes of .wasm.
+#[inline(never)]
+fn listed(name: &[u8], list: &[&str]) -> bool {
+    list.iter()
+        .any(|item| item.as_bytes().eq_ignore_ascii_case(name))
+}
+
+#[inline(never)]
+pub(crate) fn listed_owned(name: &[u8], list: &[String]) -> bool {
+    list.iter()
+        .any(|item| item.as_bytes().eq_ignore_ascii_case(name))
 }
 
 impl Default for CaptureConfig {
@@ -77,6 +134,9 @@ impl Default for CaptureConfig {
             response_content: true,
             request_content: false,
             max_content_bytes: default_max_content_bytes(),
+            request_headers: Vec::new(),
+            redact_headers: Vec::new(),
+            redact_fields: Vec::new(),
         }
     }
 }
@@ -294,6 +354,27 @@ impl Reader {
         }
     }
 
+    /// A list of up to 32 non-empty names, lowercased (header names are
+    /// case-insensitive).
+    fn names(&mut self, j: &mut Json<'_>, field: &str) -> Result<Vec<String>, ParseError> {
+        if !j.peek_array() {
+            return self.fail(field, "expected a list of names");
+        }
+        let mut names = Vec::new();
+        j.array(|i, j| {
+            let name = self.string(j, &format!("{field}[{i}]"))?;
+            if name.is_empty() || name.starts_with(':') || names.len() >= 32 {
+                return self.fail(
+                    &format!("{field}[{i}]"),
+                    "expected a plain name (at most 32 of them)",
+                );
+            }
+            names.push(name.to_ascii_lowercase());
+            Ok(())
+        })?;
+        Ok(names)
+    }
+
     fn collector(&mut self, j: &mut Json<'_>) -> Result<CollectorConfig, ParseError> {
         let mut cluster = None;
         let mut c = CollectorConfig {
@@ -387,6 +468,18 @@ impl Reader {
             }
             b"max_content_bytes" => {
                 capture.max_content_bytes = saturate(self.integer(j, "capture.max_content_bytes")?);
+                Ok(())
+            }
+            b"request_headers" => {
+                capture.request_headers = self.names(j, "capture.request_headers")?;
+                Ok(())
+            }
+            b"redact_headers" => {
+                capture.redact_headers = self.names(j, "capture.redact_headers")?;
+                Ok(())
+            }
+            b"redact_fields" => {
+                capture.redact_fields = self.names(j, "capture.redact_fields")?;
                 Ok(())
             }
             other => self.unknown("capture.", other),
@@ -489,6 +582,32 @@ mod tests {
             let e = Config::parse(json.as_bytes()).unwrap_err();
             assert_eq!(e.field, field, "{json}: {e}");
         }
+    }
+
+    #[test]
+    fn header_capture_and_redaction_lists() {
+        let c = Config::parse(
+            br#"{"capture":{"request_headers":["X-User-Id","authorization","x-internal"],"redact_headers":["X-Internal"],"redact_fields":["session"]}}"#,
+        )
+        .unwrap()
+        .capture;
+        assert_eq!(
+            c.request_headers,
+            ["x-user-id", "authorization", "x-internal"]
+        );
+        assert!(c.header_allowed("x-user-id"));
+        assert!(
+            !c.header_allowed("Authorization"),
+            "credentials are never allowed"
+        );
+        assert!(!c.header_allowed("x-internal"));
+        assert!(c.field_redacted(b"API_KEY"));
+        assert!(c.field_redacted(b"session"));
+        assert!(!c.field_redacted(b"model"));
+        let e = Config::parse(br#"{"capture":{"request_headers":["ok",""]}}"#).unwrap_err();
+        assert_eq!(e.field, "capture.request_headers[1]");
+        let e = Config::parse(br#"{"capture":{"redact_fields":"token"}}"#).unwrap_err();
+        assert_eq!(e.field, "capture.redact_fields");
     }
 
     #[test]

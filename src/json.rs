@@ -398,6 +398,45 @@ fn parse_decimal(text: &[u8]) -> Result<f64> {
     Ok(if negative { -value } else { value })
 }
 
+/// The document with the value of every field named `sensitive` (at any
+/// depth, any type) replaced by `"[redacted]"`; None when it is not JSON.
+pub fn redact(bytes: &[u8], sensitive: &dyn Fn(&[u8]) -> bool) -> Option<String> {
+    fn walk(
+        j: &mut Json<'_>,
+        sensitive: &dyn Fn(&[u8]) -> bool,
+        spans: &mut Vec<(usize, usize)>,
+    ) -> Result<()> {
+        if j.peek_object() {
+            j.object(|key, j| {
+                if sensitive(key) {
+                    j.skip_ws();
+                    let start = j.pos;
+                    j.skip()?;
+                    spans.push((start, j.pos));
+                    Ok(())
+                } else {
+                    walk(j, sensitive, spans)
+                }
+            })
+        } else if j.peek_array() {
+            j.array(|_, j| walk(j, sensitive, spans))
+        } else {
+            j.skip()
+        }
+    }
+    let mut spans = Vec::new();
+    Json::parse(bytes, |j| walk(j, sensitive, &mut spans)).ok()?;
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut at = 0;
+    for (start, end) in spans {
+        out.extend_from_slice(bytes.get(at..start)?);
+        out.extend_from_slice(b"\"[redacted]\"");
+        at = end;
+    }
+    out.extend_from_slice(bytes.get(at..)?);
+    String::from_utf8(out).ok()
+}
+
 /// Decodes a string's escapes (`\n`, `\"`, `\u00e9`, surrogate pairs).
 fn unescape(raw: &[u8]) -> Result<String> {
     let mut out = String::with_capacity(raw.len());

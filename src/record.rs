@@ -105,6 +105,8 @@ pub struct RequestInfo {
     pub tools_offered: Option<u64>,
     pub estimated_input_tokens: Option<u64>,
     pub content: Option<String>,
+    /// `capture.request_headers`, as (name, value or `[redacted]`).
+    pub headers: Vec<(String, String)>,
 }
 
 #[derive(Debug)]
@@ -387,6 +389,7 @@ impl CallRecord {
             error: self.error_message.as_deref(),
             parse_errors: self.parse_errors,
             request_content: self.request.content.as_deref(),
+            request_headers: &self.request.headers,
         }
     }
 }
@@ -446,6 +449,23 @@ pub struct Summary<'a> {
     pub parse_errors: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub request_content: Option<&'a str>,
+    #[serde(
+        skip_serializing_if = "<[_]>::is_empty",
+        serialize_with = "pairs_as_map"
+    )]
+    pub request_headers: &'a [(String, String)],
+}
+
+fn pairs_as_map<S: serde::Serializer>(
+    pairs: &&[(String, String)],
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeMap;
+    let mut map = serializer.serialize_map(Some(pairs.len()))?;
+    for (name, value) in pairs.iter() {
+        map.serialize_entry(name, value)?;
+    }
+    map.end()
 }
 
 #[cfg(test)]

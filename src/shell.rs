@@ -75,6 +75,8 @@ struct Shared {
     config: Config,
     metrics: Metrics,
     queue: Option<ExportQueue>,
+    /// `capture.redact_fields`, shared with every call without copying.
+    redact_fields: Rc<[String]>,
 }
 
 #[derive(Default)]
@@ -248,10 +250,12 @@ impl RootContext for StreamtapRoot {
             let tick = Duration::from_millis(collector.flush_interval_ms).min(MAX_TICK);
             let _ = hostcalls::set_tick_period(tick);
         }
+        let redact_fields = Rc::from(config.capture.redact_fields.clone());
         self.shared = Some(Rc::new(RefCell::new(Shared {
             config,
             metrics,
             queue,
+            redact_fields,
         })));
         true
     }
@@ -280,6 +284,13 @@ fn request_header(name: &str) -> Option<Vec<u8>> {
     hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, name)
         .ok()
         .flatten()
+}
+
+fn request_header_present(name: &str) -> bool {
+    matches!(
+        hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, name),
+        Ok(Some(_))
+    )
 }
 
 fn response_header(name: &str) -> Option<Vec<u8>> {
@@ -320,19 +331,19 @@ impl Context for StreamtapHttp {}
 impl HttpContext for StreamtapHttp {
     fn on_http_request_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
         let request_id = request_header("x-request-id");
-        let (settings, rate) = {
-            let shared = self.shared.borrow();
-            let capture = &shared.config.capture;
-            let settings = TapSettings {
-                capture_response_content: capture.response_content,
-                capture_request_content: capture.request_content,
-                max_content_bytes: capture.max_content_bytes,
-            };
-            (settings, shared.config.sample_rate)
-        };
-        if !tap::sampled(request_id.as_deref().unwrap_or_default(), rate) {
+        let shared = self.shared.borrow();
+        let capture = &shared.config.capture;
+        if !tap::sampled(
+            request_id.as_deref().unwrap_or_default(),
+            shared.config.sample_rate,
+        ) {
             return Action::Continue;
         }
+        let settings = TapSettings {
+            capture_response_content: capture.response_content,
+            capture_request_content: capture.request_content,
+            max_content_bytes: capture.max_content_bytes,
+        };
         let mut call = CallTap::new(settings, now_us());
         let traceparent = lossy(request_header("traceparent"));
         call.on_request_headers(
@@ -341,6 +352,19 @@ impl HttpContext for StreamtapHttp {
             lossy(request_id),
             traceparent.as_deref(),
         );
+        // Only the headers the config names are read; a credential header's
+        // value is never read at all.
+        for name in &capture.request_headers {
+            if capture.header_allowed(name) {
+                call.capture_request_header(name, request_header(name).as_deref());
+            } else if request_header_present(name) {
+                call.capture_request_header_redacted(name);
+            }
+        }
+        if capture.request_content {
+            call.set_redact_fields(shared.redact_fields.clone());
+        }
+        drop(shared);
         self.tap = Some(call);
         Action::Continue
     }

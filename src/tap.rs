@@ -4,12 +4,14 @@
 //! The shell calls these methods from its callbacks and always lets the bytes
 //! go on; nothing here can hold a byte back.
 
+use crate::config::{is_credential_field, listed_owned};
 use crate::decompress::{Encoding, Inflater};
 use crate::estimate::{TokenEstimator, TOKENS_PER_MESSAGE, TOKENS_PER_REPLY};
-use crate::json::Json;
+use crate::json::{self, Json};
 use crate::record::{CallRecord, Outcome};
 use crate::sse::SseDecoder;
 use crate::{anthropic, openai, responses, ParseError};
+use std::rc::Rc;
 
 /// Largest request body copied to read `model` and `stream` from.
 pub const MAX_REQUEST_BODY_BYTES: usize = 1 << 20;
@@ -127,6 +129,7 @@ pub struct CallTap {
     response: ResponseBody,
     /// Decodes a copy of a gzip/deflate body; None for identity.
     inflater: Option<Inflater>,
+    redact_fields: Option<Rc<[String]>>,
     finished: bool,
 }
 
@@ -239,6 +242,7 @@ impl CallTap {
             request_body_overflow: false,
             response: ResponseBody::Pending,
             inflater: None,
+            redact_fields: None,
             finished: false,
         }
     }
@@ -301,12 +305,50 @@ impl CallTap {
                 request.model = fields.model;
             }
         }
-        if self.settings.capture_request_content {
-            let text = String::from_utf8_lossy(&body);
-            let mut capped = crate::record::CappedText::default();
-            capped.push(&text, self.settings.max_content_bytes);
-            self.record.request.content = Some(capped.as_str().to_string());
+        if self.settings.capture_request_content && !self.request_body_overflow {
+            // Only a body whose credential fields could be found and blanked
+            // is kept; anything else is left out rather than risk a leak.
+            let extra = self.redact_fields.clone();
+            let redacted = json::redact(&body, &|key| {
+                is_credential_field(key)
+                    || extra
+                        .as_deref()
+                        .is_some_and(|extra| listed_owned(key, extra))
+            });
+            if let Some(text) = redacted {
+                let mut capped = crate::record::CappedText::default();
+                capped.push(&text, self.settings.max_content_bytes);
+                self.record.request.content = Some(capped.as_str().to_string());
+            }
         }
+    }
+
+    /// A request header the config asks to record (`capture.request_headers`),
+    /// capped at 256 bytes.
+    pub fn capture_request_header(&mut self, name: &str, value: Option<&[u8]>) {
+        if let Some(value) = value {
+            let text = String::from_utf8_lossy(value);
+            let mut capped = crate::record::CappedText::default();
+            capped.push(&text, 256);
+            self.record
+                .request
+                .headers
+                .push((name.to_string(), capped.as_str().to_string()));
+        }
+    }
+
+    /// A configured header that may not be recorded: its presence, not its value.
+    pub fn capture_request_header_redacted(&mut self, name: &str) {
+        self.record
+            .request
+            .headers
+            .push((name.to_string(), "[redacted]".to_string()));
+    }
+
+    /// Request-body field names to blank in captured request content, on top
+    /// of `CREDENTIAL_FIELDS` (the config's `capture.redact_fields`).
+    pub fn set_redact_fields(&mut self, fields: Rc<[String]>) {
+        self.redact_fields = Some(fields);
     }
 
     pub fn on_response_headers(
@@ -699,6 +741,42 @@ mod tests {
         let s = summary(&tap.finish_at_end_of_stream(1).unwrap());
         assert_eq!(s["request_content"], r#"{"model":"m"}"#);
         assert_eq!(s["model"], "m");
+    }
+
+    #[test]
+    fn captured_request_content_has_credentials_blanked() {
+        let mut tap = CallTap::new(
+            TapSettings {
+                capture_request_content: true,
+                ..settings()
+            },
+            0,
+        );
+        tap.set_redact_fields(Rc::from(vec!["session_id".to_string()]));
+        tap.on_request_body(br#"{"model":"m","api_key":"sk-live-123","metadata":{"Password":"hunter2","session_id":"s-9","n":1},"messages":[{"role":"user","content":"hi"}]}"#);
+        tap.on_request_end();
+        let s = summary(&tap.finish_at_end_of_stream(1).unwrap());
+        let content = s["request_content"].as_str().unwrap();
+        for secret in ["sk-live-123", "hunter2", "s-9"] {
+            assert!(!content.contains(secret), "{secret} leaked: {content}");
+        }
+        assert!(content.contains(r#""api_key":"[redacted]""#), "{content}");
+        assert!(content.contains(r#""content":"hi""#), "{content}");
+
+        let mut tap = CallTap::new(
+            TapSettings {
+                capture_request_content: true,
+                ..settings()
+            },
+            0,
+        );
+        tap.on_request_body(b"api_key=sk-live-123&not=json");
+        tap.on_request_end();
+        let s = summary(&tap.finish_at_end_of_stream(1).unwrap());
+        assert!(
+            s.get("request_content").is_none(),
+            "a body that cannot be checked is not kept"
+        );
     }
 
     #[test]

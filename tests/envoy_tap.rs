@@ -310,3 +310,42 @@ fn a_bad_config_is_refused_and_the_log_names_the_field() {
         "log does not name the field:\n{log}"
     );
 }
+
+#[test]
+fn configured_request_headers_are_recorded_and_credentials_never_are() {
+    let config = r#"{"collector":{"cluster":"streamtap_collector","flush_interval_ms":50},
+        "capture":{"request_headers":["x-user-id","authorization","x-internal-token"],
+                   "redact_headers":["x-internal-token"],"request_content":true}}"#;
+    let stack = Stack::start(FilterVariant::Streamtap, config);
+    let call = Call {
+        extra_headers: vec![
+            ("x-user-id", "user-42"),
+            ("authorization", "Bearer sk-secret-authz-1"),
+            ("x-internal-token", "secret-internal-2"),
+            ("x-api-key", "secret-apikey-3"),
+            ("cookie", "session=secret-cookie-4"),
+        ],
+        ..Call::default()
+    };
+    let (sent, _) = stack.chat(&call);
+    let s = stack.summary_for(&sent);
+    assert_eq!(
+        s["request_headers"],
+        serde_json::json!({"x-user-id": "user-42", "authorization": "[redacted]", "x-internal-token": "[redacted]"})
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    let everything = format!("{s}\n{}\n{}", stack.envoy.access_log(), stack.envoy.log());
+    for secret in [
+        "sk-secret-authz-1",
+        "secret-internal-2",
+        "secret-apikey-3",
+        "secret-cookie-4",
+    ] {
+        assert!(!everything.contains(secret), "{secret} leaked");
+    }
+    // The request body was captured (request_content is on) and is no secret.
+    assert!(s["request_content"]
+        .as_str()
+        .unwrap()
+        .contains("Count slowly"));
+}
