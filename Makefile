@@ -93,12 +93,39 @@ bench-filters: wasm-target ## Build the bench's near-empty Wasm filter into dist
 	@cp $(EMPTY_WASM_BUILT) $(EMPTY_WASM)
 	@echo "$(EMPTY_WASM): $$(wc -c < $(EMPTY_WASM)) bytes"
 
-demo: build venv ## Run the demo: mock LLM + collector + Envoy with streamtap
-	$(CARGO) run --release -q -p streamtap-testbed --bin demo
+# `make fuzz`: libFuzzer (cargo-fuzz) on the pure core — the SSE decoder and every
+# provider adapter through CallTap (fuzz/fuzz_targets/tap.rs), seeded with the
+# wire-format fixtures — for FUZZ_SECONDS. cargo-fuzz wants a nightly rustc; stable
+# runs it with RUSTC_BOOTSTRAP=1. Where cargo-fuzz cannot be installed or built,
+# the property tests (tests/properties.rs) run long instead. A crash fails the
+# target and leaves its input in fuzz/artifacts/tap/.
+FUZZ_SECONDS ?= 60
+FUZZ_CORPUS  := fuzz/corpus/tap
 
-clean: ## Remove build outputs (keeps .venv)
-	$(CARGO) clean
-	rm -rf dist
+.PHONY: fuzz fuzz-corpus soak
+fuzz-corpus: ## Seed the fuzz corpus from tests/fixtures (byte 0 picks path/type, byte 1 the chunking)
+	@mkdir -p $(FUZZ_CORPUS)
+	@for spec in openai-chat:0 openai-responses:1 anthropic:2 unknown:3; do \
+	  dir=$${spec%%:*}; sel=$${spec##*:}; \
+	  for f in tests/fixtures/$$dir/*; do \
+	    name=$$(basename "$$f"); \
+	    case "$$name" in *.expected.json|request.json) continue;; esac; \
+	    s=$$sel; [[ "$$name" == *.sse ]] || s=$$((sel + 4)); \
+	    { printf "\\x$$(printf %02x $$s)\\x07"; cat "$$f"; } > $(FUZZ_CORPUS)/$$dir-$$name; \
+	  done; \
+	done
 
-distclean: clean ## clean, and remove .venv too
-	rm -rf $(VENV)
+fuzz: fuzz-corpus ## Fuzz the SSE decoder + adapters for FUZZ_SECONDS (default 60): cargo-fuzz, else long property tests
+	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz || true
+	@if command -v cargo-fuzz >/dev/null && (cd fuzz && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz build tap); then \
+	  cd fuzz && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run tap corpus/tap -- \
+	    -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -print_final_stats=1; \
+	else \
+	  echo "cargo-fuzz unavailable: running the property tests long instead"; \
+	  PROPTEST_CASES=$$(( $(FUZZ_SECONDS) * 500 )) $(CARGO) test --release -p streamtap --test properties; \
+	fi
+
+SOAK_CALLS ?= 20000
+
+soak: build venv ## Soak: SOAK_CALLS (default 20000) calls through Envoy; its RSS must plateau (~3 min)
+	STREAMTAP_SOAK_CALLS=$(SOAK_CALLS) $(CARGO) test -p streamtap --test soak -- --nocapture

@@ -299,6 +299,22 @@ fn response_header(name: &str) -> Option<Vec<u8>> {
         .flatten()
 }
 
+fn code_details() -> String {
+    hostcalls::get_property(vec!["response", "code_details"])
+        .ok()
+        .flatten()
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default()
+}
+
+/// Ends a call at its end of stream; for a 5xx, Envoy's code details say
+/// whether Envoy answered for an upstream that reset (read only then: it is
+/// a host call).
+fn finish_at_end(call: &mut CallTap, now: u64) -> Option<Finished> {
+    let details = call.wants_code_details().then(code_details);
+    call.finish_at_end(details.as_deref(), now)
+}
+
 fn lossy(bytes: Option<Vec<u8>>) -> Option<String> {
     bytes.map(|b| String::from_utf8_lossy(&b).into_owned())
 }
@@ -401,7 +417,7 @@ impl HttpContext for StreamtapHttp {
             let encoding = lossy(response_header("content-encoding"));
             call.on_response_headers(status, content_type.as_deref(), encoding.as_deref());
             if end_of_stream {
-                if let Some(finished) = call.finish_at_end_of_stream(now_us()) {
+                if let Some(finished) = finish_at_end(call, now_us()) {
                     self.publish(finished);
                 }
             }
@@ -421,7 +437,7 @@ impl HttpContext for StreamtapHttp {
                 }
             }
             if end_of_stream {
-                if let Some(finished) = call.finish_at_end_of_stream(now) {
+                if let Some(finished) = finish_at_end(call, now) {
                     self.publish(finished);
                 }
             }
@@ -432,7 +448,7 @@ impl HttpContext for StreamtapHttp {
     fn on_http_response_trailers(&mut self, _trailers: usize) -> Action {
         // end_of_stream never comes on a body followed by trailers.
         if let Some(call) = self.tap.as_mut() {
-            if let Some(finished) = call.finish_at_end_of_stream(now_us()) {
+            if let Some(finished) = finish_at_end(call, now_us()) {
                 self.publish(finished);
             }
         }
@@ -443,11 +459,7 @@ impl HttpContext for StreamtapHttp {
         // Runs once per request on every path, including resets and
         // disconnects that never reach an end of stream.
         if let Some(call) = self.tap.as_mut() {
-            let details = hostcalls::get_property(vec!["response", "code_details"])
-                .ok()
-                .flatten()
-                .map(|b| String::from_utf8_lossy(&b).into_owned())
-                .unwrap_or_default();
+            let details = code_details();
             if let Some(finished) = call.finish_at_log(&details, now_us()) {
                 self.publish(finished);
             }

@@ -411,12 +411,27 @@ impl CallTap {
 
     /// The response ended normally (end of stream or trailers).
     pub fn finish_at_end_of_stream(&mut self, now_us: u64) -> Option<Finished> {
+        self.finish_at_end(None, now_us)
+    }
+
+    /// True when an ending call's status is one Envoy may have made up
+    /// itself: the shell then reads `response.code_details` for `finish_at_end`.
+    pub fn wants_code_details(&self) -> bool {
+        self.record.status.is_some_and(|s| s >= 500)
+    }
+
+    /// The response ended normally; `code_details` (when the shell read them)
+    /// tell Envoy's own 503 for an upstream that reset before answering from
+    /// an answer of the upstream's.
+    pub fn finish_at_end(&mut self, code_details: Option<&str>, now_us: u64) -> Option<Finished> {
         if self.finished {
             return None;
         }
         self.drain_response(now_us);
         let status = self.record.status.unwrap_or(0);
-        let outcome = if status >= 400 {
+        let outcome = if code_details.is_some_and(|d| d.starts_with("upstream_reset")) {
+            Outcome::UpstreamReset
+        } else if status >= 400 {
             Outcome::HttpError
         } else if self.record.error_message.is_some()
             || (self.record.stream
@@ -681,6 +696,24 @@ mod tests {
             Outcome::ClientCancelled
         );
         assert_eq!(classify_abort("", None), Outcome::Incomplete);
+    }
+
+    #[test]
+    fn envoys_own_503_for_a_reset_upstream_is_an_upstream_reset() {
+        let mut tap = chat_tap();
+        tap.on_response_headers(Some(503), Some("text/plain"), None);
+        assert!(tap.wants_code_details());
+        let f = tap
+            .finish_at_end(
+                Some("upstream_reset_before_response_started{connection_termination}"),
+                1,
+            )
+            .unwrap();
+        assert_eq!(f.outcome, Outcome::UpstreamReset);
+        let mut tap = chat_tap();
+        tap.on_response_headers(Some(503), Some("application/json"), None);
+        let f = tap.finish_at_end(Some("via_upstream"), 1).unwrap();
+        assert_eq!(f.outcome, Outcome::HttpError, "the upstream's own 503");
     }
 
     #[test]

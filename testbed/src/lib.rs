@@ -4,5 +4,7 @@
 pub mod client;
 pub mod collector;
 pub mod envoy;
+pub mod procfs;
 pub mod replay;
+pub mod scripted;
 pub mod upstream;
