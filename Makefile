@@ -93,6 +93,30 @@ bench-filters: wasm-target ## Build the bench's near-empty Wasm filter into dist
 	@cp $(EMPTY_WASM_BUILT) $(EMPTY_WASM)
 	@echo "$(EMPTY_WASM): $$(wc -c < $(EMPTY_WASM)) bytes"
 
+# `make bench`: streamtap against plain Envoy, a near-empty Wasm filter, the native
+# sse_to_metadata filter and a buffering control, side by side (bench/README.md).
+# Writes bench/results/latest.json and latest.png. Not part of `make test`.
+BENCH_FONT := /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf
+
+.PHONY: bench
+bench: build bench-filters venv ## Measure streamtap's cost side by side (~5 min): bench/results/latest.{json,png}
+	@if [[ ! -f "$(BENCH_FONT)" ]]; then \
+	  echo "installing fonts-dejavu-core (the chart's font)"; \
+	  SUDO=$$([[ $$(id -u) -eq 0 ]] || echo sudo); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq fonts-dejavu-core; \
+	fi
+	$(CARGO) run --release -q -p streamtap-testbed --bin bench
+
+demo: build venv ## Run the demo: mock LLM + collector + Envoy with streamtap
+	$(CARGO) run --release -q -p streamtap-testbed --bin demo
+
+clean: ## Remove build outputs (keeps .venv)
+	$(CARGO) clean
+	rm -rf dist
+
+distclean: clean ## clean, and remove .venv too
+	rm -rf $(VENV)
+
 # `make fuzz`: libFuzzer (cargo-fuzz) on the pure core — the SSE decoder and every
 # provider adapter through CallTap (fuzz/fuzz_targets/tap.rs), seeded with the
 # wire-format fixtures — for FUZZ_SECONDS. cargo-fuzz wants a nightly rustc; stable

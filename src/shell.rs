@@ -458,7 +458,8 @@ impl HttpContext for StreamtapHttp {
     fn on_log(&mut self) {
         // Runs once per request on every path, including resets and
         // disconnects that never reach an end of stream.
-        if let Some(call) = self.tap.as_mut() {
+        // Most calls ended already: no host calls for them here.
+        if let Some(call) = self.tap.as_mut().filter(|call| !call.is_finished()) {
             let details = code_details();
             if let Some(finished) = call.finish_at_log(&details, now_us()) {
                 self.publish(finished);

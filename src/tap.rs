@@ -251,6 +251,11 @@ impl CallTap {
         &self.record
     }
 
+    /// True once a summary was made (it is made exactly once).
+    pub fn is_finished(&self) -> bool {
+        self.finished
+    }
+
     /// The assembled answer text so far (capped).
     pub fn content(&self) -> &str {
         self.record.content()

@@ -18,6 +18,8 @@
 //! | `x-mock-line-ending` | `lf` | `lf`, `crlf` or `cr`, for every line end of the stream |
 //! | `x-mock-status: S` | none | answer status S with an OpenAI-style JSON error |
 //! | `x-mock-abort-after: N` | none | close the connection after N events, without ending the chunked body (an upstream reset) |
+//! | `x-mock-idle-after: N` | none | after the write that completes event N, write nothing more until the client goes away (at most 10 minutes), then go on: a stream held open and idle |
+//! | `x-mock-stamp: 1` | off | add `"x_sent_unix_us":T` as the last field of every JSON chunk: the wall clock (Unix µs, 16 digits) just before the write that carries it; a load generator on the same machine subtracts it from the arrival time |
 //!
 //! The first event goes out right after the headers; `x-mock-interval-ms`
 //! separates the writes after it (in `batch` mode, the batches).
@@ -27,7 +29,7 @@ use std::io;
 use std::net::{SocketAddr, TcpListener as StdTcpListener};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -49,6 +51,15 @@ const SPLIT_PIECE_GAP: Duration = Duration::from_millis(2);
 const MAX_TOKENS: usize = 1_000_000;
 const MAX_HEAD_BYTES: usize = 64 * 1024;
 const MAX_REQUEST_BODY_BYTES: usize = 16 * 1024 * 1024;
+/// The longest `x-mock-idle-after` holds a stream.
+const MAX_IDLE: Duration = Duration::from_secs(600);
+/// The JSON key of the send-time stamp (`x-mock-stamp: 1`).
+pub const STAMP_KEY: &str = "x_sent_unix_us";
+/// Digits of a stamp: Unix microseconds have 16 digits from 2001 to 2286, so a
+/// stamp never changes an event's length.
+pub const STAMP_DIGITS: usize = 16;
+/// Rendered in place of the stamp, overwritten just before the write.
+const STAMP_PLACEHOLDER: u64 = 1_000_000_000_000_000;
 
 /// A running mock upstream. It stops when dropped.
 pub struct MockUpstream {
@@ -422,6 +433,8 @@ struct Controls {
     line_ending: &'static str,
     status: Option<u16>,
     abort_after_events: Option<usize>,
+    idle_after_events: Option<usize>,
+    stamp: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -482,6 +495,12 @@ impl Controls {
             }
         }
         let abort_after_events = number::<usize>(request, "x-mock-abort-after")?;
+        let idle_after_events = number::<usize>(request, "x-mock-idle-after")?;
+        let stamp = match request.header("x-mock-stamp") {
+            None | Some("0") => false,
+            Some("1") => true,
+            Some(other) => return Err(format!("x-mock-stamp: {other:?} is not 0 or 1")),
+        };
         Ok(Controls {
             tokens,
             interval,
@@ -489,6 +508,8 @@ impl Controls {
             line_ending,
             status,
             abort_after_events,
+            idle_after_events,
+            stamp,
         })
     }
 }
@@ -600,6 +621,9 @@ struct Chunk<'a> {
     /// final usage chunk, as OpenAI does.
     #[serde(skip_serializing_if = "Option::is_none")]
     usage: Option<Option<Usage>>,
+    /// The send-time stamp's placeholder, with `x-mock-stamp: 1`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    x_sent_unix_us: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -644,10 +668,48 @@ struct Message<'a> {
 struct Event {
     bytes: Vec<u8>,
     has_content: bool,
+    /// Offset in `bytes` of the stamp's placeholder digits (`x-mock-stamp: 1`).
+    stamp_at: Option<usize>,
 }
 
-/// The events of a streamed answer, rendered with the requested line ending.
-fn render_events(chat: &ChatRequest, id: &str, tokens: usize, line_ending: &str) -> Vec<Event> {
+/// The wall clock in Unix microseconds.
+pub fn unix_micros() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// A stamp's digits: exactly [`STAMP_DIGITS`], so the event keeps its length.
+fn stamp_digits(unix_us: u64) -> [u8; STAMP_DIGITS] {
+    let mut digits = [b'0'; STAMP_DIGITS];
+    let mut v = unix_us.min(10u64.pow(STAMP_DIGITS as u32) - 1);
+    for d in digits.iter_mut().rev() {
+        *d = b'0' + (v % 10) as u8;
+        v /= 10;
+    }
+    digits
+}
+
+/// Where the placeholder digits are in a rendered event.
+fn find_stamp_placeholder(bytes: &[u8]) -> Option<usize> {
+    let needle = format!("\"{STAMP_KEY}\":{STAMP_PLACEHOLDER}");
+    let at = bytes
+        .windows(needle.len())
+        .rposition(|w| w == needle.as_bytes())?;
+    Some(at + needle.len() - STAMP_DIGITS)
+}
+
+/// The events of a streamed answer, rendered with the requested line ending;
+/// with `stamp`, every JSON chunk ends in a stamp placeholder.
+fn render_events(
+    chat: &ChatRequest,
+    id: &str,
+    tokens: usize,
+    line_ending: &str,
+    stamp: bool,
+) -> Vec<Event> {
+    let placeholder = stamp.then_some(STAMP_PLACEHOLDER);
     let chunk_json = |role: Option<&'static str>, content: Option<&str>, finish_reason| {
         let chunk = Chunk {
             id,
@@ -660,12 +722,22 @@ fn render_events(chat: &ChatRequest, id: &str, tokens: usize, line_ending: &str)
                 finish_reason,
             }],
             usage: chat.include_usage.then_some(None),
+            x_sent_unix_us: placeholder,
         };
         serde_json::to_string(&chunk).unwrap_or_default()
     };
-    let event = |data: &str, has_content| Event {
-        bytes: format!("data: {data}{line_ending}{line_ending}").into_bytes(),
-        has_content,
+    let event = |data: &str, has_content| {
+        let bytes = format!("data: {data}{line_ending}{line_ending}").into_bytes();
+        let stamp_at = if stamp {
+            find_stamp_placeholder(&bytes)
+        } else {
+            None
+        };
+        Event {
+            bytes,
+            has_content,
+            stamp_at,
+        }
     };
 
     let mut events = Vec::with_capacity(tokens + 4);
@@ -682,6 +754,7 @@ fn render_events(chat: &ChatRequest, id: &str, tokens: usize, line_ending: &str)
             model: &chat.model,
             choices: Vec::new(),
             usage: Some(Some(Usage::new(chat.prompt_tokens, tokens as u64))),
+            x_sent_unix_us: placeholder,
         };
         events.push(event(
             &serde_json::to_string(&usage).unwrap_or_default(),
@@ -698,6 +771,71 @@ struct PlannedWrite {
     bytes: Vec<u8>,
     /// Indices of the events whose last byte is in this write.
     completes: Vec<usize>,
+    /// The stamp digits in this write, filled in just before it.
+    stamps: Vec<StampPart>,
+}
+
+/// Some (usually all) of one event's stamp digits, inside one write.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct StampPart {
+    /// Offset in the write's bytes.
+    at: usize,
+    /// The event whose stamp this is: every part of it gets the same value.
+    event: usize,
+    /// Which of the stamp's digits: `digits.0..digits.1`.
+    digits: (usize, usize),
+}
+
+impl PlannedWrite {
+    /// A write of the byte ranges `lo..hi` of the given events, in order.
+    fn of(delay_before: Duration, events: &[Event], segments: &[(usize, usize, usize)]) -> Self {
+        let mut bytes = Vec::new();
+        let mut stamps = Vec::new();
+        let mut completes = Vec::new();
+        for &(index, lo, hi) in segments {
+            let Some(event) = events.get(index) else {
+                continue;
+            };
+            if let Some(s) = event.stamp_at {
+                let (from, to) = (lo.max(s), hi.min(s + STAMP_DIGITS));
+                if from < to {
+                    stamps.push(StampPart {
+                        at: bytes.len() + from - lo,
+                        event: index,
+                        digits: (from - s, to - s),
+                    });
+                }
+            }
+            bytes.extend_from_slice(event.bytes.get(lo..hi).unwrap_or_default());
+            if hi == event.bytes.len() {
+                completes.push(index);
+            }
+        }
+        PlannedWrite {
+            delay_before,
+            bytes,
+            completes,
+            stamps,
+        }
+    }
+
+    /// Writes the stamps of this write; an event's stamp value is taken at the
+    /// first write that carries any of its digits.
+    fn fill_stamps(&mut self, values: &mut [Option<u64>], now_us: u64) {
+        for part in &self.stamps {
+            let Some(value) = values.get_mut(part.event) else {
+                continue;
+            };
+            let digits = stamp_digits(*value.get_or_insert(now_us));
+            let (d0, d1) = part.digits;
+            if let (Some(dst), Some(src)) = (
+                self.bytes.get_mut(part.at..part.at + (d1 - d0)),
+                digits.get(d0..d1),
+            ) {
+                dst.copy_from_slice(src);
+            }
+        }
+    }
 }
 
 /// Two cut points inside an event of `len` bytes, chosen by event index so
@@ -719,36 +857,29 @@ fn plan_writes(events: &[Event], chunking: Chunking, interval: Duration) -> Vec<
         Chunking::Event => events
             .iter()
             .enumerate()
-            .map(|(i, event)| PlannedWrite {
-                delay_before: gap(i == 0),
-                bytes: event.bytes.clone(),
-                completes: vec![i],
-            })
+            .map(|(i, event)| PlannedWrite::of(gap(i == 0), events, &[(i, 0, event.bytes.len())]))
             .collect(),
         Chunking::Batch(per_write) => events
             .chunks(per_write)
             .enumerate()
-            .map(|(batch, group)| PlannedWrite {
-                delay_before: gap(batch == 0),
-                bytes: group.iter().flat_map(|e| e.bytes.iter().copied()).collect(),
-                completes: (batch * per_write..batch * per_write + group.len()).collect(),
+            .map(|(batch, group)| {
+                let segments: Vec<(usize, usize, usize)> = group
+                    .iter()
+                    .enumerate()
+                    .map(|(k, e)| (batch * per_write + k, 0, e.bytes.len()))
+                    .collect();
+                PlannedWrite::of(gap(batch == 0), events, &segments)
             })
             .collect(),
         Chunking::Split => {
             let mut writes = Vec::with_capacity(events.len() * 3);
             for (i, event) in events.iter().enumerate() {
-                let (first, second) = split_points(i, event.bytes.len());
-                let pieces = [
-                    &event.bytes[..first],
-                    &event.bytes[first..second],
-                    &event.bytes[second..],
-                ];
-                for (p, piece) in pieces.into_iter().enumerate() {
-                    writes.push(PlannedWrite {
-                        delay_before: if p == 0 { gap(i == 0) } else { SPLIT_PIECE_GAP },
-                        bytes: piece.to_vec(),
-                        completes: if p == 2 { vec![i] } else { Vec::new() },
-                    });
+                let len = event.bytes.len();
+                let (first, second) = split_points(i, len);
+                let pieces = [(0, first), (first, second), (second, len)];
+                for (p, (lo, hi)) in pieces.into_iter().enumerate() {
+                    let delay = if p == 0 { gap(i == 0) } else { SPLIT_PIECE_GAP };
+                    writes.push(PlannedWrite::of(delay, events, &[(i, lo, hi)]));
                 }
             }
             writes
@@ -897,7 +1028,13 @@ async fn respond(
         return Ok(());
     }
 
-    let events = render_events(&chat, &id, controls.tokens, controls.line_ending);
+    let events = render_events(
+        &chat,
+        &id,
+        controls.tokens,
+        controls.line_ending,
+        controls.stamp,
+    );
     let result = write_stream(stream, &events, &controls, close, &mut sent).await;
     shared.record(test_id, sent);
     result
@@ -941,9 +1078,14 @@ async fn write_stream(
         .collect();
 
     let write_count = writes.len();
-    for (n, write) in writes.into_iter().enumerate() {
+    let mut stamp_values: Vec<Option<u64>> = vec![None; events.len()];
+    let mut idle_after = controls.idle_after_events;
+    for (n, mut write) in writes.into_iter().enumerate() {
         if !write.delay_before.is_zero() {
             tokio::time::sleep(write.delay_before).await;
+        }
+        if !write.stamps.is_empty() {
+            write.fill_stamps(&mut stamp_values, unix_micros());
         }
         let mut framed = format!("{:x}\r\n", write.bytes.len()).into_bytes();
         framed.extend_from_slice(&write.bytes);
@@ -954,12 +1096,19 @@ async fn write_stream(
         stream.write_all(&framed).await?;
         let sent_at = Instant::now();
         sent.body.extend_from_slice(&write.bytes);
+        let written = write.completes.last().map_or(0, |&e| e + 1);
         for index in write.completes {
             sent.events.push(SentEvent {
                 end_offset: event_ends[index],
                 sent_at,
                 has_content: events[index].has_content,
             });
+        }
+        if idle_after.is_some_and(|k| written >= k) {
+            idle_after = None;
+            if idle_until_closed(stream).await {
+                return Err(io::Error::other("client went away while the stream idled"));
+            }
         }
     }
     sent.complete = !aborted;
@@ -968,6 +1117,16 @@ async fn write_stream(
         return Err(io::Error::other("stream aborted by x-mock-abort-after"));
     }
     Ok(())
+}
+
+/// Waits up to [`MAX_IDLE`] without writing; true if the peer closed the
+/// connection meanwhile. A request arriving (pipelining) ends the wait too.
+async fn idle_until_closed(stream: &mut TcpStream) -> bool {
+    let mut probe = [0u8; 1];
+    tokio::select! {
+        _ = tokio::time::sleep(MAX_IDLE) => false,
+        peeked = stream.peek(&mut probe) => !matches!(peeked, Ok(n) if n > 0),
+    }
 }
 
 #[cfg(test)]
@@ -1044,6 +1203,155 @@ mod tests {
                 assert_eq!((sent.prompt_tokens, sent.completion_tokens), (6, 3));
             }
         }
+    }
+
+    /// The stamps of the JSON chunks in an SSE body, in order, and the number
+    /// of JSON chunks.
+    fn stamps_in(body: &[u8]) -> (Vec<u64>, usize) {
+        let text = std::str::from_utf8(body).unwrap();
+        let mut stamps = Vec::new();
+        let mut chunks = 0;
+        for data in text.split("\n\n").filter_map(|e| e.strip_prefix("data: ")) {
+            if data == "[DONE]" {
+                continue;
+            }
+            chunks += 1;
+            let chunk: Value = serde_json::from_str(data).unwrap();
+            // The stamp is the last field, so the rest of the chunk is unchanged.
+            assert!(data.ends_with(&format!(
+                ",\"{STAMP_KEY}\":{}}}",
+                chunk[STAMP_KEY].as_u64().unwrap()
+            )));
+            stamps.push(chunk[STAMP_KEY].as_u64().unwrap());
+        }
+        (stamps, chunks)
+    }
+
+    #[test]
+    fn stamp_marks_every_json_chunk_with_its_send_time() {
+        let upstream = MockUpstream::start().unwrap();
+        for chunking in ["event", "batch:2", "split"] {
+            let test_id = format!("stamp-{chunking}");
+            let controls = [
+                ("x-mock-tokens", "6"),
+                ("x-mock-interval-ms", "3"),
+                ("x-mock-chunking", chunking),
+                ("x-mock-stamp", "1"),
+            ];
+            let before = unix_micros();
+            let (got, sent) = exchange(&upstream, &test_id, &controls, STREAM_CHAT);
+            let after = unix_micros();
+            assert_eq!(got.body, sent.body, "{test_id}");
+            let (stamps, chunks) = stamps_in(&got.body);
+            // role, 6 tokens, finish, usage
+            assert_eq!((stamps.len(), chunks), (9, 9), "{test_id}");
+            assert!(
+                stamps.windows(2).all(|w| w[0] <= w[1]),
+                "{test_id}: {stamps:?}"
+            );
+            assert!(
+                stamps.iter().all(|&t| before <= t && t <= after),
+                "{test_id}: {stamps:?} not within {before}..={after}"
+            );
+            // 3 ms between writes: the last stamp is well after the first.
+            assert!(stamps[8] - stamps[0] >= 15_000, "{test_id}: {stamps:?}");
+            // Same length as without the stamp's value: 16 digits each.
+            let unstamped = exchange(
+                &upstream,
+                &format!("{test_id}-off"),
+                &[("x-mock-tokens", "6"), ("x-mock-interval-ms", "0")],
+                STREAM_CHAT,
+            )
+            .0;
+            assert!(!String::from_utf8_lossy(&unstamped.body).contains(STAMP_KEY));
+            let key_bytes = format!(",\"{STAMP_KEY}\":").len() + STAMP_DIGITS;
+            assert_eq!(got.body.len(), unstamped.body.len() + 9 * key_bytes);
+        }
+        let (got, _) = exchange(
+            &upstream,
+            "stamp-bad",
+            &[("x-mock-stamp", "yes")],
+            STREAM_CHAT,
+        );
+        assert_eq!(got.status, 400);
+    }
+
+    #[test]
+    fn idle_after_holds_the_stream_until_the_client_goes_away() {
+        let upstream = MockUpstream::start().unwrap();
+        let t0 = Instant::now();
+        let mut stream = std::net::TcpStream::connect(upstream.addr).unwrap();
+        let request = format!(
+            "POST {PATH} HTTP/1.1\r\nhost: x\r\nx-test-id: idle-2\r\nx-mock-tokens: 20\r\n\
+             x-mock-interval-ms: 0\r\nx-mock-idle-after: 5\r\ncontent-length: {}\r\n\r\n{STREAM_CHAT}",
+            STREAM_CHAT.len()
+        );
+        stream.write_all(request.as_bytes()).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        let mut received = Vec::new();
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = stream.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            received.extend_from_slice(&buf[..n]);
+        }
+        // Five events, then nothing for 300 ms: the stream is open and idle.
+        let text = String::from_utf8_lossy(&received);
+        assert_eq!(text.matches("data: ").count(), 5, "{text}");
+        drop(stream);
+        let sent = upstream.wait_sent("idle-2", WAIT).unwrap();
+        assert!(!sent.complete);
+        assert_eq!(sent.events.len(), 5);
+        assert!(t0.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn a_stamp_cut_across_writes_gets_one_value() {
+        let bytes = b"data: {\"a\":1,\"x_sent_unix_us\":1000000000000000}\n\n".to_vec();
+        let stamp_at = find_stamp_placeholder(&bytes).unwrap();
+        assert_eq!(
+            &bytes[stamp_at..stamp_at + STAMP_DIGITS],
+            b"1000000000000000"
+        );
+        let len = bytes.len();
+        let events = [Event {
+            bytes,
+            has_content: false,
+            stamp_at: Some(stamp_at),
+        }];
+        let cut = stamp_at + 5;
+        let mut first = PlannedWrite::of(Duration::ZERO, &events, &[(0, 0, cut)]);
+        let mut second = PlannedWrite::of(Duration::ZERO, &events, &[(0, cut, len)]);
+        assert_eq!(
+            first.stamps,
+            vec![StampPart {
+                at: stamp_at,
+                event: 0,
+                digits: (0, 5)
+            }]
+        );
+        assert_eq!(
+            second.stamps,
+            vec![StampPart {
+                at: 0,
+                event: 0,
+                digits: (5, 16)
+            }]
+        );
+        assert!(first.completes.is_empty() && second.completes == vec![0]);
+        let mut values = vec![None];
+        first.fill_stamps(&mut values, 1_764_000_000_123_456);
+        second.fill_stamps(&mut values, 1_999_999_999_999_999);
+        let joined = [first.bytes, second.bytes].concat();
+        assert_eq!(
+            String::from_utf8(joined).unwrap(),
+            "data: {\"a\":1,\"x_sent_unix_us\":1764000000123456}\n\n"
+        );
+        assert_eq!(stamp_digits(42), *b"0000000000000042");
+        assert_eq!(stamp_digits(u64::MAX), *b"9999999999999999");
     }
 
     #[test]
