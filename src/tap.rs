@@ -131,6 +131,7 @@ pub struct CallTap {
     inflater: Option<Inflater>,
     redact_fields: Option<Rc<[String]>>,
     finished: bool,
+    outcome: Option<Outcome>,
 }
 
 /// What the summary needs from a request body, in all three APIs' spellings:
@@ -244,11 +245,21 @@ impl CallTap {
             inflater: None,
             redact_fields: None,
             finished: false,
+            outcome: None,
         }
     }
 
     pub fn record(&self) -> &CallRecord {
         &self.record
+    }
+
+    /// The finished call as an OTLP log record (for `format: "otlp"`).
+    pub fn otlp_record(&self, now_us: u64) -> Option<String> {
+        let outcome = self.outcome?;
+        Some(crate::otlp::log_record(
+            &self.record.summary(outcome),
+            now_us,
+        ))
     }
 
     /// True once a summary was made (it is made exactly once).
@@ -485,6 +496,7 @@ impl CallTap {
 
     fn finish(&mut self, outcome: Outcome, now_us: u64) -> Finished {
         self.finished = true;
+        self.outcome = Some(outcome);
         self.record.end_us = Some(now_us);
         let summary = self.record.summary(outcome);
         let ttft_ms = summary.ttft_ms.map(|ms| ms.round() as u64);
