@@ -3,7 +3,7 @@
 //!
 //! - every file is valid YAML (duplicate keys refused) of a known `apiVersion`/`kind`;
 //! - `WasmPlugin` and `ServiceEntry` validate against Istio's own CRD `openAPIV3Schema`
-//!   (`../shared/schemas/istio-crds.yaml`), with the API server's structural-schema rules:
+//!   (`tests/data/istio/crds.yaml`, a copy kept in the repository; its source is noted beside it), with the API server's structural-schema rules:
 //!   types, `required`, `enum`, `pattern`, lengths and bounds, unknown fields refused unless the
 //!   schema preserves them, and every CEL `x-kubernetes-validations` rule on a path the
 //!   manifests reach (a rule this file does not know fails the test instead of being skipped);
@@ -25,10 +25,7 @@ use serde_json::{json, Map, Value};
 use std::path::Path;
 use streamtap::config::Config;
 
-const CRDS: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../shared/schemas/istio-crds.yaml"
-);
+const CRDS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/istio/crds.yaml");
 const DEPLOY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/istio");
 
 // ---------------------------------------------------------------------------------------------
@@ -55,8 +52,7 @@ fn crds() -> Vec<Value> {
     let text = std::fs::read_to_string(CRDS).unwrap_or_else(|e| {
         panic!(
             "cannot read Istio's CRD schemas at {CRDS}: {e}\n\
-             shared/ must sit beside the repository (../shared/schemas/istio-crds.yaml); \
-             this test validates deploy/istio/ against it and never skips"
+             (test data in the repository; this test validates deploy/istio/ against it and never skips)"
         )
     });
     let docs = yaml_docs(&text, CRDS).unwrap();
@@ -645,6 +641,55 @@ fn wasm_plugin_is_fail_open_http_and_pins_its_module() {
             "a module fetched from {url} must carry its sha256"
         );
     }
+}
+
+/// `pin-module.sh` renders the shipped WasmPlugin fetching the module over HTTPS, pinned by the
+/// checksum of the module file: the output still validates, and the pin is that file's sha256.
+#[test]
+fn pinned_manifest_carries_the_modules_sha256_and_validates() {
+    let dir = std::env::temp_dir().join(format!("streamtap-pin-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let wasm = dir.join("module.wasm");
+    std::fs::write(
+        &wasm,
+        b"\0asm\x01\0\0\0 not a real module, only its bytes matter",
+    )
+    .unwrap();
+    let pin = |url: &str| {
+        std::process::Command::new(Path::new(DEPLOY).join("pin-module.sh"))
+            .arg(url)
+            .arg(&wasm)
+            .output()
+            .unwrap()
+    };
+    let out = pin("https://example.com/streamtap/0.1.0/streamtap.wasm");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let docs = yaml_docs(&String::from_utf8(out.stdout).unwrap(), "pinned").unwrap();
+    let doc = &docs[0];
+    let errs = validate_manifest(&crds(), doc);
+    assert!(errs.is_empty(), "pinned manifest invalid: {errs:?}");
+    let sum = std::process::Command::new("sha256sum")
+        .arg(&wasm)
+        .output()
+        .unwrap();
+    let expected = String::from_utf8(sum.stdout).unwrap();
+    let expected = expected.split_whitespace().next().unwrap();
+    assert_eq!(doc["spec"]["sha256"], expected);
+    assert_eq!(
+        doc["spec"]["url"],
+        "https://example.com/streamtap/0.1.0/streamtap.wasm"
+    );
+    // The rest of the spec is the shipped one.
+    let all = manifests();
+    let shipped = find(&all, "wasmplugin.yaml", "WasmPlugin");
+    assert_eq!(doc["spec"]["pluginConfig"], shipped["spec"]["pluginConfig"]);
+    // A plain-HTTP URL is refused: a pin over an unauthenticated fetch is no pin.
+    assert!(!pin("http://example.com/streamtap.wasm").status.success());
+    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
