@@ -4,6 +4,8 @@
 //! equal the reviewed `<fixture>.expected.json` beside it (e.g.
 //! `text.sse.expected.json`).
 //! `STREAMTAP_BLESS=1 cargo test fixtures` rewrites the expected files.
+//! `STREAMTAP_SUMMARIES_OUT=FILE cargo test fixtures` writes each fixture's raw summary
+//! JSON (one line each, as the filter emits it), so two commits can be diffed byte for byte.
 
 use crate::decompress::tests::gzip;
 use crate::tap::{CallTap, TapSettings};
@@ -69,6 +71,15 @@ fn fixtures() -> Vec<Fixture> {
 }
 
 fn summarize(f: &Fixture, chunks: &[&[u8]], encoding: Option<&str>) -> Value {
+    let mut summary: Value = serde_json::from_str(&raw_summary(f, chunks, encoding)).unwrap();
+    // Wire-level counts depend on the chunking and the encoding, nothing else may.
+    let fields = summary.as_object_mut().unwrap();
+    fields.remove("chunks");
+    fields.remove("bytes");
+    summary
+}
+
+fn raw_summary(f: &Fixture, chunks: &[&[u8]], encoding: Option<&str>) -> String {
     let settings = TapSettings {
         capture_response_content: true,
         capture_request_content: false,
@@ -89,13 +100,7 @@ fn summarize(f: &Fixture, chunks: &[&[u8]], encoding: Option<&str>) -> Value {
     for chunk in chunks {
         tap.on_response_body(chunk, NOW_US);
     }
-    let finished = tap.finish_at_end_of_stream(NOW_US).unwrap();
-    let mut summary: Value = serde_json::from_str(&finished.summary_json).unwrap();
-    // Wire-level counts depend on the chunking and the encoding, nothing else may.
-    let fields = summary.as_object_mut().unwrap();
-    fields.remove("chunks");
-    fields.remove("bytes");
-    summary
+    tap.finish_at_end_of_stream(NOW_US).unwrap().summary_json
 }
 
 /// xorshift: deterministic random chunkings without a dependency.
@@ -120,8 +125,12 @@ fn chunked<'a>(bytes: &'a [u8], cuts: &[usize]) -> Vec<&'a [u8]> {
 #[test]
 fn fixtures_match_their_expected_summaries_in_every_chunking() {
     let bless = std::env::var_os("STREAMTAP_BLESS").is_some();
+    let mut raw_out = String::new();
     for f in fixtures() {
         let name = f.path.display().to_string();
+        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/");
+        let short = name.strip_prefix(root).unwrap_or(&name);
+        raw_out += &format!("{short}\t{}\n", raw_summary(&f, &[&f.body], None));
         let whole = summarize(&f, &[&f.body], None);
         assert_eq!(whole["parse_errors"], 0, "{name}: {whole:#}");
 
@@ -165,6 +174,9 @@ fn fixtures_match_their_expected_summaries_in_every_chunking() {
             let got = summarize(&f, &chunked(&compressed, &cuts), Some("gzip"));
             assert_eq!(got, whole, "{name}: gzip, seed {seed}");
         }
+    }
+    if let Some(out) = std::env::var_os("STREAMTAP_SUMMARIES_OUT") {
+        std::fs::write(out, raw_out).unwrap();
     }
 }
 
