@@ -191,15 +191,15 @@ FUZZ_SECONDS ?= 60
 FUZZ_CORPUS  := fuzz/corpus/tap
 
 .PHONY: fuzz fuzz-corpus soak
-fuzz-corpus: ## Seed the fuzz corpus from tests/fixtures (byte 0 picks path/type, byte 1 the chunking)
+fuzz-corpus: ## Seed the fuzz corpus from tests/fixtures (first line: the folder's request.path; byte 0 type/status/end, byte 1 chunking)
 	@mkdir -p $(FUZZ_CORPUS)
-	@for spec in openai-chat:0 openai-responses:1 anthropic:2 unknown:3; do \
-	  dir=$${spec%%:*}; sel=$${spec##*:}; \
-	  for f in tests/fixtures/$$dir/*; do \
+	@for dir in tests/fixtures/*/; do \
+	  api=$$(basename "$$dir"); path=$$(cat "$$dir/request.path"); \
+	  for f in "$$dir"*; do \
 	    name=$$(basename "$$f"); \
-	    case "$$name" in *.expected.json|request.json) continue;; esac; \
-	    s=$$sel; [[ "$$name" == *.sse ]] || s=$$((sel + 4)); \
-	    { printf "\\x$$(printf %02x $$s)\\x07"; cat "$$f"; } > $(FUZZ_CORPUS)/$$dir-$$name; \
+	    case "$$name" in *.expected.json|request.*) continue;; esac; \
+	    sel=0; [[ "$$name" == *.sse ]] || sel=1; \
+	    { printf '%s\n' "$$path"; printf "\\x$$(printf %02x $$sel)\\x07"; cat "$$f"; } > $(FUZZ_CORPUS)/$$api-$$name; \
 	  done; \
 	done
 

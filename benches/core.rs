@@ -25,8 +25,8 @@
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use std::hint::black_box;
 use std::time::Duration;
-use streamtap::sse::SseDecoder;
-use streamtap::tap::{CallTap, TapSettings, MAX_EVENT_BYTES};
+use streamtap::call::tap::{CallTap, TapSettings, MAX_EVENT_BYTES};
+use streamtap::wire::sse::SseDecoder;
 
 const MODEL: &str = "gpt-4o-mini-2024-07-18";
 const ID: &str = "chatcmpl-BnA9xQz3kYV0cG7mW2rT5uLhJdE8p";

@@ -4,7 +4,7 @@
 //! types and out-of-range values are refused with an error naming the field, so
 //! Envoy refuses the config instead of running with a guess.
 
-use crate::json::Json;
+use crate::wire::json::Json;
 use crate::ParseError;
 use std::collections::BTreeMap;
 use std::fmt;

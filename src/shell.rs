@@ -6,9 +6,9 @@
 //! SDK's trait helpers, which panic on an unexpected host status; a panic
 //! would kill the VM for every stream on this worker.
 
+use crate::call::tap::{self, CallTap, Finished, TapSettings};
 use crate::config::{Config, ExportFormat};
-use crate::export::{BatchResult, ExportQueue, Response};
-use crate::tap::{self, CallTap, Finished, TapSettings};
+use crate::export::queue::{BatchResult, ExportQueue, Response};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType};
@@ -329,7 +329,7 @@ impl StreamtapHttp {
         add(metrics.calls, 1);
         add(metrics.stream_events, finished.events);
         add(metrics.parse_errors, finished.parse_errors);
-        if finished.outcome != crate::record::Outcome::Completed {
+        if finished.outcome != crate::call::record::Outcome::Completed {
             add(metrics.calls_not_completed, 1);
         }
         if let (Some(id), Some(ttft)) = (metrics.ttft_ms, finished.ttft_ms) {

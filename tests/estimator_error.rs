@@ -11,7 +11,7 @@
 )]
 
 use std::path::Path;
-use streamtap::estimate::estimate;
+use streamtap::call::estimate::estimate;
 
 /// Answer texts assembled from the fixtures (content, reasoning, tool arguments).
 fn fixture_texts() -> Vec<(String, String)> {

@@ -5,7 +5,7 @@
 //!
 //! Properties: nothing panics; the chunking never changes the result (the
 //! decoder's events; the summary minus `chunks`); `bytes` is the body length;
-//! any JSON serde_json writes is read by `streamtap::json::Json`.
+//! any JSON serde_json writes is read by `streamtap::wire::json::Json`.
 //!
 //! 256 cases per property by default (`PROPTEST_CASES=N` for a longer run;
 //! `make fuzz` runs them long when `cargo fuzz` cannot run).
@@ -22,9 +22,10 @@ use proptest::test_runner::Config;
 use serde_json::Value;
 use std::path::Path;
 use std::sync::OnceLock;
-use streamtap::json::Json;
-use streamtap::sse::SseDecoder;
-use streamtap::tap::{CallTap, TapSettings};
+use streamtap::call::tap::TapSettings;
+use streamtap::replay::{End, Exchange};
+use streamtap::wire::json::Json;
+use streamtap::wire::sse::SseDecoder;
 
 const START_US: u64 = 1_764_000_000_000_000;
 const NOW_US: u64 = START_US + 250_000;
@@ -167,8 +168,9 @@ type Ev = (Vec<u8>, Vec<u8>, bool);
 fn decode(chunks: &[&[u8]], max: usize) -> Vec<Ev> {
     let mut d = SseDecoder::new(max);
     let mut events = Vec::new();
-    let mut push =
-        |e: streamtap::sse::Event<'_>| events.push((e.name.to_vec(), e.data.to_vec(), e.oversized));
+    let mut push = |e: streamtap::wire::sse::Event<'_>| {
+        events.push((e.name.to_vec(), e.data.to_vec(), e.oversized))
+    };
     for c in chunks {
         d.feed(c, &mut push);
     }
@@ -177,31 +179,28 @@ fn decode(chunks: &[&[u8]], max: usize) -> Vec<Ev> {
 }
 
 fn summarize(path: &str, ct: &str, status: u16, chunks: &[&[u8]], end: Option<&str>) -> Value {
-    let settings = TapSettings {
-        capture_response_content: true,
-        capture_request_content: true,
-        max_content_bytes: 4096,
+    let exchange = Exchange {
+        request_id: Some("prop".into()),
+        traceparent: Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into()),
+        request_body: Some(
+            br#"{"model":"m","stream":true,"messages":[{"role":"user","content":"hi"}]}"#.to_vec(),
+        ),
+        status,
+        content_type: ct.into(),
+        settings: TapSettings {
+            capture_response_content: true,
+            capture_request_content: true,
+            max_content_bytes: 4096,
+        },
+        start_us: START_US,
+        ..Exchange::stream(path)
     };
-    let mut tap = CallTap::new(settings, START_US);
-    tap.on_request_headers(
-        Some("POST".into()),
-        Some(path.into()),
-        Some("prop".into()),
-        Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
-    );
-    tap.on_request_body(
-        br#"{"model":"m","stream":true,"messages":[{"role":"user","content":"hi"}]}"#,
-    );
-    tap.on_request_end();
-    tap.on_response_headers(Some(status), Some(ct), None);
+    let mut tap = exchange.tap();
     for c in chunks {
         tap.on_response_body(c, NOW_US);
     }
-    let finished = match end {
-        None => tap.finish_at_end_of_stream(NOW_US),
-        Some(details) => tap.finish_at_log(details, NOW_US),
-    }
-    .unwrap();
+    let end = end.map_or(End::EndOfStream, End::Log);
+    let finished = end.finish(&mut tap, NOW_US).unwrap();
     // Finishing twice gives nothing: one summary per call.
     assert!(tap.finish_at_log("via_upstream", NOW_US).is_none());
     assert!(tap.finish_at_end_of_stream(NOW_US).is_none());

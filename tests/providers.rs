@@ -17,7 +17,7 @@ use std::time::Duration;
 use testbed::client;
 use testbed::collector::Collector;
 use testbed::envoy::{Envoy, EnvoyOptions};
-use testbed::replay::{fixtures_dir, ReplayUpstream};
+use testbed::replay::ReplayUpstream;
 
 /// Summary fields that depend on the fixture alone (not on timing, ids or the wire).
 const STABLE_FIELDS: &[&str] = &[
@@ -47,15 +47,6 @@ const STABLE_FIELDS: &[&str] = &[
     "request_tools",
 ];
 
-fn request_path(dir: &str) -> &'static str {
-    match dir {
-        "openai-chat" => "/v1/chat/completions",
-        "openai-responses" => "/v1/responses",
-        "anthropic" => "/v1/messages",
-        _ => "/v1/other",
-    }
-}
-
 #[test]
 fn every_provider_fixture_through_envoy_plain_and_gzip() {
     let upstream = ReplayUpstream::start().unwrap();
@@ -65,35 +56,26 @@ fn every_provider_fixture_through_envoy_plain_and_gzip() {
     let envoy = Envoy::start(&opts).unwrap_or_else(|e| panic!("{e}"));
 
     let mut checked = 0;
-    for dir in ["openai-chat", "openai-responses", "anthropic", "unknown"] {
-        let request_body = std::fs::read(fixtures_dir().join(dir).join("request.json"))
-            .unwrap_or_else(|_| b"{}".to_vec());
-        let mut names: Vec<String> = std::fs::read_dir(fixtures_dir().join(dir))
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
-            .filter(|n| {
-                (n.ends_with(".sse") || n.ends_with(".json"))
-                    && !n.ends_with(".expected.json")
-                    && n != "request.json"
-            })
-            .collect();
-        names.sort();
-        for name in names {
-            let fixture = format!("{dir}/{name}");
-            let expected: Value = serde_json::from_slice(
-                &std::fs::read(
-                    fixtures_dir()
-                        .join(dir)
-                        .join(format!("{name}.expected.json")),
-                )
-                .unwrap(),
-            )
+    for fixture_file in streamtap::replay::fixtures().unwrap() {
+        let exchange = &fixture_file.exchange;
+        let request_body = exchange
+            .request_body
+            .clone()
+            .unwrap_or_else(|| b"{}".to_vec());
+        let rel = fixture_file
+            .file
+            .strip_prefix(streamtap::replay::fixtures_dir())
             .unwrap();
+        let fixture = rel.to_string_lossy().to_string();
+        {
+            let expected_file = format!("{}.expected.json", fixture_file.file.display());
+            let expected: Value =
+                serde_json::from_slice(&std::fs::read(expected_file).unwrap()).unwrap();
             for (variant, chunk, gzip) in [("plain", "37", "0"), ("gzip", "23", "1")] {
                 let test_id = format!("{fixture}-{variant}");
                 let got = client::post(
                     envoy.listener,
-                    request_path(dir),
+                    &exchange.path,
                     &[
                         ("x-fixture", &fixture),
                         ("x-fixture-chunk", chunk),
@@ -126,7 +108,7 @@ fn every_provider_fixture_through_envoy_plain_and_gzip() {
                         "{test_id}: field {field}\nsummary: {summary:#}"
                     );
                 }
-                assert_eq!(summary["path"], request_path(dir));
+                assert_eq!(summary["path"], exchange.path);
                 checked += 1;
             }
         }

@@ -1,10 +1,12 @@
 //! Fuzz target: the SSE decoder and every provider adapter through `CallTap`.
 //!
-//! Input layout: byte 0 picks the request path (`% 4`: chat completions,
-//! responses, messages, other), the content type (`/ 4 % 2`: event stream or
-//! JSON), the status (`/ 8 % 4`: 200, 200, 429, 500) and how the call ends
-//! (`/ 32 % 4`: end of stream, end of stream, upstream reset, client cancel);
-//! byte 1 seeds the chunk sizes; the rest is the response body.
+//! Input layout: the request path up to the first `\n` (the corpus seeds
+//! take it from each fixture folder's `request.path`, so the fuzzer also
+//! explores the provider table's path matching); then byte 0 picks the
+//! content type (`% 2`: event stream or JSON), the status (`/ 2 % 4`: 200,
+//! 200, 429, 500) and how the call ends (`/ 8 % 4`: end of stream, end of
+//! stream, upstream reset, client cancel); byte 1 seeds the chunk sizes; the
+//! rest is the response body.
 //!
 //! Checks: nothing panics; the summary is the same whole and chunked (minus
 //! `chunks`); `bytes` is the body length; the decoder's events are the same
@@ -13,15 +15,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use streamtap::sse::SseDecoder;
-use streamtap::tap::{CallTap, TapSettings};
-
-const PATHS: [&str; 4] = [
-    "/v1/chat/completions",
-    "/v1/responses",
-    "/v1/messages",
-    "/v1/other",
-];
+use streamtap::call::tap::TapSettings;
+use streamtap::replay::{End, Exchange};
+use streamtap::wire::sse::SseDecoder;
 
 fn chunks(body: &[u8], seed: u8) -> Vec<&[u8]> {
     let mut x = u64::from(seed).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
@@ -43,43 +39,39 @@ fn chunks(body: &[u8], seed: u8) -> Vec<&[u8]> {
     out
 }
 
-fn summarize(sel: u8, pieces: &[&[u8]]) -> serde_json::Value {
-    let path = PATHS[usize::from(sel % 4)];
-    let ct = if (sel / 4).is_multiple_of(2) {
-        "text/event-stream"
-    } else {
-        "application/json"
+fn summarize(path: &str, sel: u8, pieces: &[&[u8]]) -> serde_json::Value {
+    let exchange = Exchange {
+        request_id: Some("fuzz".into()),
+        request_body: Some(
+            br#"{"model":"m","stream":true,"messages":[{"role":"user","content":"hi"}]}"#.to_vec(),
+        ),
+        status: [200u16, 200, 429, 500][usize::from((sel / 2) % 4)],
+        content_type: if sel % 2 == 0 {
+            "text/event-stream"
+        } else {
+            "application/json"
+        }
+        .into(),
+        settings: TapSettings {
+            capture_response_content: true,
+            capture_request_content: true,
+            max_content_bytes: 1024,
+        },
+        start_us: 1_000_000,
+        ..Exchange::stream(path)
     };
-    let status = [200u16, 200, 429, 500][usize::from((sel / 8) % 4)];
-    let settings = TapSettings {
-        capture_response_content: true,
-        capture_request_content: true,
-        max_content_bytes: 1024,
-    };
-    let mut tap = CallTap::new(settings, 1_000_000);
-    tap.on_request_headers(
-        Some("POST".into()),
-        Some(path.into()),
-        Some("fuzz".into()),
-        None,
-    );
-    tap.on_request_body(
-        br#"{"model":"m","stream":true,"messages":[{"role":"user","content":"hi"}]}"#,
-    );
-    tap.on_request_end();
-    tap.on_response_headers(Some(status), Some(ct), None);
+    let mut tap = exchange.tap();
     for (i, p) in pieces.iter().enumerate() {
         tap.on_response_body(p, 1_000_000 + i as u64);
     }
-    let finished = match (sel / 32) % 4 {
-        2 => tap.finish_at_log(
-            "upstream_reset_after_response_started{remote_reset}",
-            2_000_000,
-        ),
-        3 => tap.finish_at_log("downstream_remote_disconnect", 2_000_000),
-        _ => tap.finish_at_end_of_stream(2_000_000),
-    }
-    .expect("first finish gives a summary");
+    let end = match (sel / 8) % 4 {
+        2 => End::Log("upstream_reset_after_response_started{remote_reset}"),
+        3 => End::Log("downstream_remote_disconnect"),
+        _ => End::EndOfStream,
+    };
+    let finished = end
+        .finish(&mut tap, 2_000_000)
+        .expect("first finish gives a summary");
     assert!(tap.finish_at_log("via_upstream", 2_000_001).is_none());
     let mut v: serde_json::Value =
         serde_json::from_str(&finished.summary_json).expect("summary is JSON");
@@ -102,8 +94,9 @@ fn summarize(sel: u8, pieces: &[&[u8]]) -> serde_json::Value {
 fn events(pieces: &[&[u8]], max: usize) -> Vec<(Vec<u8>, Vec<u8>, bool)> {
     let mut d = SseDecoder::new(max);
     let mut out = Vec::new();
-    let mut push =
-        |e: streamtap::sse::Event<'_>| out.push((e.name.to_vec(), e.data.to_vec(), e.oversized));
+    let mut push = |e: streamtap::wire::sse::Event<'_>| {
+        out.push((e.name.to_vec(), e.data.to_vec(), e.oversized))
+    };
     for p in pieces {
         d.feed(p, &mut push);
     }
@@ -112,14 +105,19 @@ fn events(pieces: &[&[u8]], max: usize) -> Vec<(Vec<u8>, Vec<u8>, bool)> {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let (Some(&sel), Some(&seed)) = (data.first(), data.get(1)) else {
+    let Some(newline) = data.iter().position(|&b| b == b'\n') else {
         return;
     };
-    let body = &data[2..];
+    let (path, rest) = data.split_at(newline);
+    let path = String::from_utf8_lossy(path);
+    let (Some(&sel), Some(&seed)) = (rest.get(1), rest.get(2)) else {
+        return;
+    };
+    let body = &rest[3..];
     let pieces = chunks(body, seed);
-    let whole = summarize(sel, &[body]);
+    let whole = summarize(&path, sel, &[body]);
     assert_eq!(whole["bytes"], body.len());
-    let chunked = summarize(sel, &pieces);
+    let chunked = summarize(&path, sel, &pieces);
     assert_eq!(whole, chunked, "the chunking changed the summary");
     let max = if seed.is_multiple_of(2) {
         1 << 20

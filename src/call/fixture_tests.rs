@@ -7,65 +7,15 @@
 //! `STREAMTAP_SUMMARIES_OUT=FILE cargo test fixtures` writes each fixture's raw summary
 //! JSON (one line each, as the filter emits it), so two commits can be diffed byte for byte.
 
-use crate::decompress::tests::gzip;
-use crate::tap::{CallTap, TapSettings};
+use crate::replay::{self, End, Fixture};
+use crate::wire::decompress::tests::gzip;
 use serde_json::Value;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-const START_US: u64 = 1_764_000_000_000_000;
-const NOW_US: u64 = START_US + 250_000;
-
-struct Fixture {
-    path: PathBuf,
-    request_path: &'static str,
-    request_body: Option<Vec<u8>>,
-    status: u16,
-    content_type: &'static str,
-    body: Vec<u8>,
-}
+const NOW_US: u64 = 1_764_000_000_000_000 + 250_000;
 
 fn fixtures() -> Vec<Fixture> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
-    let mut out = Vec::new();
-    for (dir, request_path) in [
-        ("openai-chat", "/v1/chat/completions"),
-        ("openai-responses", "/v1/responses"),
-        ("anthropic", "/v1/messages"),
-        ("unknown", "/v1/other"),
-    ] {
-        let dir = root.join(dir);
-        let request_body = std::fs::read(dir.join("request.json")).ok();
-        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| {
-                let name = p.file_name().unwrap().to_string_lossy().to_string();
-                !name.ends_with(".expected.json") && name != "request.json"
-            })
-            .collect();
-        files.sort();
-        for path in files {
-            let name = path.file_stem().unwrap().to_string_lossy().to_string();
-            // `error-429.json`: the status the provider answered with.
-            let status = name
-                .strip_prefix("error-")
-                .and_then(|s| s.parse().ok())
-                .unwrap_or(200);
-            let content_type = if path.extension().unwrap() == "sse" {
-                "text/event-stream"
-            } else {
-                "application/json"
-            };
-            out.push(Fixture {
-                body: std::fs::read(&path).unwrap(),
-                path,
-                request_path,
-                request_body: request_body.clone(),
-                status,
-                content_type,
-            });
-        }
-    }
+    let out = replay::fixtures().unwrap();
     assert!(out.len() >= 20, "fixtures missing: {}", out.len());
     out
 }
@@ -80,27 +30,15 @@ fn summarize(f: &Fixture, chunks: &[&[u8]], encoding: Option<&str>) -> Value {
 }
 
 fn raw_summary(f: &Fixture, chunks: &[&[u8]], encoding: Option<&str>) -> String {
-    let settings = TapSettings {
-        capture_response_content: true,
-        capture_request_content: false,
-        max_content_bytes: 65_536,
+    let exchange = replay::Exchange {
+        content_encoding: encoding.map(str::to_string),
+        ..f.exchange.clone()
     };
-    let mut tap = CallTap::new(settings, START_US);
-    tap.on_request_headers(
-        Some("POST".into()),
-        Some(f.request_path.into()),
-        Some("fixture".into()),
-        None,
-    );
-    if let Some(body) = &f.request_body {
-        tap.on_request_body(body);
-    }
-    tap.on_request_end();
-    tap.on_response_headers(Some(f.status), Some(f.content_type), encoding);
-    for chunk in chunks {
-        tap.on_response_body(chunk, NOW_US);
-    }
-    tap.finish_at_end_of_stream(NOW_US).unwrap().summary_json
+    let chunks = chunks.iter().map(|c| (*c, NOW_US));
+    exchange
+        .replay(chunks, End::EndOfStream, NOW_US)
+        .unwrap()
+        .summary_json
 }
 
 /// xorshift: deterministic random chunkings without a dependency.
@@ -127,14 +65,14 @@ fn fixtures_match_their_expected_summaries_in_every_chunking() {
     let bless = std::env::var_os("STREAMTAP_BLESS").is_some();
     let mut raw_out = String::new();
     for f in fixtures() {
-        let name = f.path.display().to_string();
+        let name = f.file.display().to_string();
         let root = concat!(env!("CARGO_MANIFEST_DIR"), "/");
         let short = name.strip_prefix(root).unwrap_or(&name);
         raw_out += &format!("{short}\t{}\n", raw_summary(&f, &[&f.body], None));
         let whole = summarize(&f, &[&f.body], None);
         assert_eq!(whole["parse_errors"], 0, "{name}: {whole:#}");
 
-        let expected_path = PathBuf::from(format!("{}.expected.json", f.path.display()));
+        let expected_path = PathBuf::from(format!("{}.expected.json", f.file.display()));
         if bless {
             std::fs::write(
                 &expected_path,
@@ -184,7 +122,7 @@ fn fixtures_match_their_expected_summaries_in_every_chunking() {
 fn brotli_is_marked_undecoded_and_never_guessed() {
     let f = fixtures()
         .into_iter()
-        .find(|f| f.path.ends_with("openai-chat/text.sse"))
+        .find(|f| f.file.ends_with("openai-chat/text.sse"))
         .unwrap();
     let s = summarize(&f, &[b"\x1b\x00\x00 not really brotli"], Some("br"));
     assert_eq!(s["undecoded_encoding"], "br");
@@ -196,7 +134,7 @@ fn brotli_is_marked_undecoded_and_never_guessed() {
 fn corrupt_gzip_is_counted_not_fatal() {
     let f = fixtures()
         .into_iter()
-        .find(|f| f.path.ends_with("openai-chat/text.sse"))
+        .find(|f| f.file.ends_with("openai-chat/text.sse"))
         .unwrap();
     let s = summarize(&f, &[&f.body], Some("gzip"));
     assert_eq!(s["parse_errors"], 1);

@@ -176,7 +176,10 @@ impl ExportQueue {
             .map(|(_, s)| s.len() + 1)
             .sum();
         let (prefix, suffix) = if self.otlp {
-            (crate::otlp::envelope_prefix(), crate::otlp::ENVELOPE_SUFFIX)
+            (
+                crate::export::otlp::envelope_prefix(),
+                crate::export::otlp::ENVELOPE_SUFFIX,
+            )
         } else {
             ("[".to_string(), "]")
         };

@@ -8,7 +8,7 @@
 //! `{"stringValue": ...}`, 64-bit integers as strings, hex trace ids) does not
 //! match any Rust struct shape, and serde_json only escapes the strings.
 
-use crate::record::{Outcome, Summary};
+use crate::call::record::{Outcome, Summary};
 
 /// `service.name` of the resource.
 pub const SERVICE_NAME: &str = "streamtap";
@@ -190,16 +190,16 @@ fn outcome_name(outcome: Outcome) -> &'static str {
 
 fn usage_source_name(s: &Summary<'_>) -> &'static str {
     match s.usage_source {
-        crate::record::UsageSource::Reported => "reported",
-        crate::record::UsageSource::Estimated => "estimated",
-        crate::record::UsageSource::None => "none",
+        crate::call::record::UsageSource::Reported => "reported",
+        crate::call::record::UsageSource::Estimated => "estimated",
+        crate::call::record::UsageSource::None => "none",
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::CallRecord;
+    use crate::call::record::{CallRecord, UsageCount};
 
     #[test]
     fn a_record_in_an_envelope_is_valid_otlp_json() {
@@ -212,8 +212,8 @@ mod tests {
         r.status = Some(200);
         r.push_content("Hi \"there\"", 1_764_000_000_100_000);
         r.add_finish_reason("stop");
-        r.usage.input_tokens = Some(12);
-        r.usage.output_tokens = Some(3);
+        r.set_usage(UsageCount::Input, 12);
+        r.set_usage(UsageCount::Output, 3);
         r.end_us = Some(1_764_000_000_200_000);
         let record = log_record(&r.summary(Outcome::Completed), 1_764_000_000_300_000);
         let body = format!("{}{record},{record}{ENVELOPE_SUFFIX}", envelope_prefix());

@@ -3,8 +3,8 @@
 //!
 //! Times are microseconds since the Unix epoch, passed in by the caller.
 
-use crate::estimate::TokenEstimator;
-use crate::latency::GapHistogram;
+use crate::call::estimate::TokenEstimator;
+use crate::call::gaps::GapHistogram;
 use serde::Serialize;
 
 /// How many finish reasons (one per choice) a summary keeps.
@@ -30,6 +30,15 @@ pub enum UsageSource {
     Reported,
     Estimated,
     None,
+}
+
+/// One of the usage counts a provider reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UsageCount {
+    Input,
+    Output,
+    CacheRead,
+    ReasoningOutput,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -123,10 +132,10 @@ pub struct CallRecord {
     pub response_model: Option<String>,
     pub response_id: Option<String>,
     pub finish_reasons: Vec<String>,
-    pub usage: Usage,
+    usage: Usage,
     pub error_message: Option<String>,
     /// The stream said it was done (`[DONE]`, a terminal event).
-    pub saw_end_marker: bool,
+    saw_end_marker: bool,
 
     pub first_byte_us: Option<u64>,
     pub first_token_us: Option<u64>,
@@ -288,6 +297,30 @@ impl CallRecord {
                 call.arguments.push(arguments, cap);
             }
         }
+    }
+
+    /// A usage count the provider reported; the latest report wins.
+    pub fn set_usage(&mut self, which: UsageCount, n: u64) {
+        let slot = match which {
+            UsageCount::Input => &mut self.usage.input_tokens,
+            UsageCount::Output => &mut self.usage.output_tokens,
+            UsageCount::CacheRead => &mut self.usage.cache_read_input_tokens,
+            UsageCount::ReasoningOutput => &mut self.usage.reasoning_output_tokens,
+        };
+        *slot = Some(n);
+    }
+
+    pub fn usage(&self) -> &Usage {
+        &self.usage
+    }
+
+    /// The stream said it was done (`[DONE]`, `message_stop`, a terminal event).
+    pub fn mark_end(&mut self) {
+        self.saw_end_marker = true;
+    }
+
+    pub fn saw_end_marker(&self) -> bool {
+        self.saw_end_marker
     }
 
     pub fn set_response_model(&mut self, model: &str) {

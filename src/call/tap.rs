@@ -4,13 +4,13 @@
 //! The shell calls these methods from its callbacks and always lets the bytes
 //! go on; nothing here can hold a byte back.
 
+use crate::call::record::{CallRecord, Outcome};
 use crate::config::{is_credential_field, listed_owned};
-use crate::decompress::{Encoding, Inflater};
-use crate::estimate::{TokenEstimator, TOKENS_PER_MESSAGE, TOKENS_PER_REPLY};
-use crate::json::{self, Json};
-use crate::record::{CallRecord, Outcome};
-use crate::sse::SseDecoder;
-use crate::{anthropic, openai, responses, ParseError};
+use crate::provider::request::RequestFields;
+use crate::provider::Api;
+use crate::wire::decompress::{Encoding, Inflater};
+use crate::wire::json;
+use crate::wire::sse::SseDecoder;
 use std::rc::Rc;
 
 /// Largest request body copied to read `model` and `stream` from.
@@ -25,74 +25,6 @@ pub struct TapSettings {
     pub capture_response_content: bool,
     pub capture_request_content: bool,
     pub max_content_bytes: usize,
-}
-
-/// The wire format of a call, told by its path; never guessed from content.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Api {
-    ChatCompletions,
-    Responses,
-    AnthropicMessages,
-    Unknown,
-}
-
-impl Api {
-    /// From the request path (query ignored): `.../chat/completions`,
-    /// `.../responses`, `.../messages` (OpenAI, Azure OpenAI, compatible
-    /// servers, Anthropic).
-    pub fn from_path(path: &str) -> Api {
-        let route = path
-            .split('?')
-            .next()
-            .unwrap_or_default()
-            .trim_end_matches('/');
-        if route.ends_with("/chat/completions") {
-            Api::ChatCompletions
-        } else if route.ends_with("/responses") {
-            Api::Responses
-        } else if route.ends_with("/messages") {
-            Api::AnthropicMessages
-        } else {
-            Api::Unknown
-        }
-    }
-
-    fn names(self) -> (&'static str, Option<&'static str>) {
-        match self {
-            Api::ChatCompletions => (openai::PROVIDER, Some(openai::API)),
-            Api::Responses => (responses::PROVIDER, Some(responses::API)),
-            Api::AnthropicMessages => (anthropic::PROVIDER, Some(anthropic::API)),
-            Api::Unknown => ("unknown", None),
-        }
-    }
-
-    fn apply_event(
-        self,
-        data: &[u8],
-        record: &mut CallRecord,
-        now_us: u64,
-    ) -> Result<(), ParseError> {
-        match self {
-            Api::ChatCompletions => openai::apply_stream_event(data, record, now_us),
-            Api::Responses => responses::apply_stream_event(data, record, now_us),
-            Api::AnthropicMessages => anthropic::apply_stream_event(data, record, now_us),
-            Api::Unknown => Ok(()),
-        }
-    }
-
-    fn apply_body(
-        self,
-        body: &[u8],
-        record: &mut CallRecord,
-        now_us: u64,
-    ) -> Result<(), ParseError> {
-        match self {
-            Api::ChatCompletions => openai::apply_completion(body, record, now_us),
-            Api::Responses => responses::apply_body(body, record, now_us),
-            Api::AnthropicMessages => anthropic::apply_body(body, record, now_us),
-            Api::Unknown => Ok(()),
-        }
-    }
 }
 
 #[derive(Debug)]
@@ -134,101 +66,6 @@ pub struct CallTap {
     outcome: Option<Outcome>,
 }
 
-/// What the summary needs from a request body, in all three APIs' spellings:
-/// model, stream, token limit, tools offered, messages (or Responses
-/// `input` items) and an estimate of the prompt's tokens.
-#[derive(Default)]
-struct RequestFields {
-    model: Option<String>,
-    stream: Option<bool>,
-    max_tokens: Option<u64>,
-    tools: Option<u64>,
-    messages: Option<u64>,
-    prompt: TokenEstimator,
-}
-
-impl RequestFields {
-    fn read(body: &[u8]) -> Result<RequestFields, ParseError> {
-        let mut fields = RequestFields::default();
-        Json::parse(body, |j| {
-            j.object(|key, j| match key {
-                b"model" => {
-                    fields.model = j.opt_str()?.map(|m| m.into_owned());
-                    Ok(())
-                }
-                b"stream" => {
-                    fields.stream = j.opt_bool()?;
-                    Ok(())
-                }
-                b"max_tokens" | b"max_completion_tokens" | b"max_output_tokens" => {
-                    j.update_u64(&mut fields.max_tokens)
-                }
-                b"tools" => {
-                    let mut count = 0;
-                    j.opt_array(|_, j| {
-                        count += 1;
-                        j.skip()
-                    })?;
-                    fields.tools = Some(count);
-                    Ok(())
-                }
-                b"messages" => {
-                    let mut count = 0;
-                    j.opt_array(|_, j| {
-                        count += 1;
-                        feed_prompt(j, &mut fields.prompt)
-                    })?;
-                    fields.messages = Some(count);
-                    Ok(())
-                }
-                // Responses API: a string, or a list of items.
-                b"input" => {
-                    let mut count = 1;
-                    if j.peek_array() {
-                        count = 0;
-                        j.array(|_, j| {
-                            count += 1;
-                            feed_prompt(j, &mut fields.prompt)
-                        })?;
-                    } else {
-                        feed_prompt(j, &mut fields.prompt)?;
-                    }
-                    fields.messages = fields.messages.or(Some(count));
-                    Ok(())
-                }
-                b"system" | b"instructions" => feed_prompt(j, &mut fields.prompt),
-                _ => j.skip(),
-            })
-        })?;
-        Ok(fields)
-    }
-
-    /// Input tokens estimated from the prompt's text (used only when the
-    /// provider reports no usage).
-    fn estimated_input_tokens(&self) -> u64 {
-        self.prompt.tokens() + self.messages.unwrap_or(0) * TOKENS_PER_MESSAGE + TOKENS_PER_REPLY
-    }
-}
-
-/// Feeds the text of a message, content part or item to the estimator:
-/// strings, and the `content`/`text`/`input` of objects, at any depth.
-fn feed_prompt(j: &mut Json<'_>, estimator: &mut TokenEstimator) -> Result<(), ParseError> {
-    if j.peek_array() {
-        return j.array(|_, j| feed_prompt(j, estimator));
-    }
-    if j.peek_object() {
-        return j.object(|key, j| match key {
-            b"content" | b"text" | b"input" => feed_prompt(j, estimator),
-            _ => j.skip(),
-        });
-    }
-    if j.peek_string() {
-        estimator.feed(&j.str()?);
-        return Ok(());
-    }
-    j.skip()
-}
-
 impl CallTap {
     pub fn new(settings: TapSettings, start_us: u64) -> Self {
         CallTap {
@@ -256,7 +93,7 @@ impl CallTap {
     /// The finished call as an OTLP log record (for `format: "otlp"`).
     pub fn otlp_record(&self, now_us: u64) -> Option<String> {
         let outcome = self.outcome?;
-        Some(crate::otlp::log_record(
+        Some(crate::export::otlp::log_record(
             &self.record.summary(outcome),
             now_us,
         ))
@@ -281,9 +118,8 @@ impl CallTap {
     ) {
         if let Some(p) = &path {
             self.api = Api::from_path(p);
-            let (provider, api) = self.api.names();
-            self.record.provider = provider;
-            self.record.api = api;
+            self.record.provider = self.api.provider();
+            self.record.api = self.api.name();
         }
         let request = &mut self.record.request;
         request.method = method;
@@ -332,7 +168,7 @@ impl CallTap {
                         .is_some_and(|extra| listed_owned(key, extra))
             });
             if let Some(text) = redacted {
-                let mut capped = crate::record::CappedText::default();
+                let mut capped = crate::call::record::CappedText::default();
                 capped.push(&text, self.settings.max_content_bytes);
                 self.record.request.content = Some(capped.as_str().to_string());
             }
@@ -344,7 +180,7 @@ impl CallTap {
     pub fn capture_request_header(&mut self, name: &str, value: Option<&[u8]>) {
         if let Some(value) = value {
             let text = String::from_utf8_lossy(value);
-            let mut capped = crate::record::CappedText::default();
+            let mut capped = crate::call::record::CappedText::default();
             capped.push(&text, 256);
             self.record
                 .request
@@ -452,7 +288,7 @@ impl CallTap {
         } else if self.record.error_message.is_some()
             || (self.record.stream
                 && self.api != Api::Unknown
-                && !self.record.saw_end_marker
+                && !self.record.saw_end_marker()
                 && self.record.finish_reasons.is_empty())
         {
             // A provider error inside a 200 stream, or a stream that never
@@ -537,13 +373,13 @@ fn read_body(
     }
 }
 
-fn apply_event(api: Api, record: &mut CallRecord, event: crate::sse::Event<'_>, now_us: u64) {
+fn apply_event(api: Api, record: &mut CallRecord, event: crate::wire::sse::Event<'_>, now_us: u64) {
     record.events += 1;
     if event.oversized {
         record.parse_errors += 1;
         return;
     }
-    if api.apply_event(event.data, record, now_us).is_err() {
+    if api.apply_stream_event(event.data, record, now_us).is_err() {
         record.parse_errors += 1;
     }
 }

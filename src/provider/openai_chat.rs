@@ -2,16 +2,42 @@
 //! `chat.completion.chunk` events and the non-streaming `chat.completion`.
 //! OpenAI-compatible servers (vLLM, Ollama's /v1, LiteLLM) speak the same.
 
-use crate::json::Json;
-use crate::record::CallRecord;
+use super::shared::{self, UsageKeys};
+use super::WireFormat;
+use crate::call::record::CallRecord;
+use crate::wire::json::Json;
+use crate::ParseError;
 use std::borrow::Cow;
 
-pub use crate::ParseError;
-
-pub const PROVIDER: &str = "openai";
-pub const API: &str = "chat.completions";
-
 type Result<T> = std::result::Result<T, ParseError>;
+
+pub struct ChatCompletions;
+
+impl WireFormat for ChatCompletions {
+    const PROVIDER: &'static str = "openai";
+    const API: &'static str = "chat.completions";
+
+    fn apply_stream_event(data: &[u8], record: &mut CallRecord, now_us: u64) -> Result<()> {
+        if data == b"[DONE]" {
+            record.mark_end();
+            return Ok(());
+        }
+        apply_document(data, b"delta", record, now_us)
+    }
+
+    /// A whole non-streaming `chat.completion` (or an error body).
+    fn apply_body(body: &[u8], record: &mut CallRecord, now_us: u64) -> Result<()> {
+        apply_document(body, b"message", record, now_us)
+    }
+}
+
+const USAGE: UsageKeys = UsageKeys {
+    input: b"prompt_tokens",
+    output: b"completion_tokens",
+    cache_read: None,
+    input_details: Some(b"prompt_tokens_details"),
+    output_details: Some(b"completion_tokens_details"),
+};
 
 /// A streamed delta, or a whole message of a non-streaming body.
 #[derive(Default)]
@@ -20,30 +46,17 @@ struct Message<'a> {
     /// vLLM, DeepSeek and other compatible servers stream reasoning here.
     reasoning_content: Option<Cow<'a, str>>,
     refusal: Option<Cow<'a, str>>,
-    tool_calls: Vec<ToolCall<'a>>,
+    tool_calls: Vec<ToolCallDelta<'a>>,
 }
 
+/// A tool call as a delta (or a whole message) carries it.
 #[derive(Default)]
-struct ToolCall<'a> {
+struct ToolCallDelta<'a> {
     /// Position of the call in the message; absent in non-streaming bodies.
     index: Option<u64>,
     id: Option<Cow<'a, str>>,
     name: Option<Cow<'a, str>>,
     arguments: Option<Cow<'a, str>>,
-}
-
-/// Applies one SSE event's data to the record.
-pub fn apply_stream_event(data: &[u8], record: &mut CallRecord, now_us: u64) -> Result<()> {
-    if data == b"[DONE]" {
-        record.saw_end_marker = true;
-        return Ok(());
-    }
-    apply_document(data, b"delta", record, now_us)
-}
-
-/// Applies a whole non-streaming response body (or an error body).
-pub fn apply_completion(body: &[u8], record: &mut CallRecord, now_us: u64) -> Result<()> {
-    apply_document(body, b"message", record, now_us)
 }
 
 /// A chunk and a completion differ only in where a choice keeps its text.
@@ -55,11 +68,18 @@ fn apply_document(
 ) -> Result<()> {
     Json::parse(bytes, |j| {
         j.object(|key, j| match key {
-            b"id" => j.with_str(|id| record.set_response_id(id)),
-            b"model" => j.with_str(|model| record.set_response_model(model)),
+            b"id" => shared::read_response_id(j, record),
+            b"model" => shared::read_response_model(j, record),
             b"choices" => j.opt_array(|_, j| apply_choice(j, message_key, record, now_us)),
-            b"usage" => j.opt_object(|key, j| apply_usage(key, j, record)),
-            b"error" => apply_error(j, record),
+            b"usage" => shared::read_usage(j, &USAGE, record),
+            b"error" => {
+                // `{"error": {"message": ...}}`, as OpenAI and compatible servers send it.
+                let mut message = None;
+                if shared::read_error(j, &mut message)? {
+                    record.set_error(message.as_deref().unwrap_or("error"));
+                }
+                Ok(())
+            }
             _ => j.skip(),
         })
     })
@@ -96,7 +116,7 @@ fn read_message<'a>(j: &mut Json<'a>, message: &mut Message<'a>) -> Result<()> {
         b"reasoning_content" => j.set_str(&mut message.reasoning_content),
         b"refusal" => j.set_str(&mut message.refusal),
         b"tool_calls" => j.opt_array(|_, j| {
-            let mut call = ToolCall::default();
+            let mut call = ToolCallDelta::default();
             j.object(|key, j| match key {
                 b"index" => {
                     call.index = j.opt_u64()?;
@@ -143,41 +163,10 @@ fn apply_message(choice: u64, message: &Message<'_>, record: &mut CallRecord, no
     }
 }
 
-fn apply_usage(key: &[u8], j: &mut Json<'_>, record: &mut CallRecord) -> Result<()> {
-    let u = &mut record.usage;
-    match key {
-        b"prompt_tokens" => j.update_u64(&mut u.input_tokens),
-        b"completion_tokens" => j.update_u64(&mut u.output_tokens),
-        b"prompt_tokens_details" => j.opt_object(|key, j| match key {
-            b"cached_tokens" => j.update_u64(&mut record.usage.cache_read_input_tokens),
-            _ => j.skip(),
-        }),
-        b"completion_tokens_details" => j.opt_object(|key, j| match key {
-            b"reasoning_tokens" => j.update_u64(&mut record.usage.reasoning_output_tokens),
-            _ => j.skip(),
-        }),
-        _ => j.skip(),
-    }
-}
-
-/// `{"error": {"message": ...}}`, as OpenAI and compatible servers send it.
-pub(crate) fn apply_error(j: &mut Json<'_>, record: &mut CallRecord) -> Result<()> {
-    if j.null() {
-        return Ok(());
-    }
-    let mut message = None;
-    j.object(|key, j| match key {
-        b"message" => j.set_str(&mut message),
-        _ => j.skip(),
-    })?;
-    record.set_error(message.as_deref().unwrap_or("error"));
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::Outcome;
+    use crate::call::record::Outcome;
 
     fn record() -> CallRecord {
         CallRecord::new(0, true, 1024)
@@ -186,7 +175,7 @@ mod tests {
     #[test]
     fn role_only_delta_is_not_a_token() {
         let mut r = record();
-        apply_stream_event(
+        ChatCompletions::apply_stream_event(
             br#"{"id":"c1","model":"gpt-4o","choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]}"#,
             &mut r,
             5,
@@ -194,7 +183,12 @@ mod tests {
         .unwrap();
         assert_eq!(r.first_token_us, None);
         assert_eq!(r.response_id.as_deref(), Some("c1"));
-        apply_stream_event(br#"{"choices":[{"delta":{"content":"Hi"}}]}"#, &mut r, 9).unwrap();
+        ChatCompletions::apply_stream_event(
+            br#"{"choices":[{"delta":{"content":"Hi"}}]}"#,
+            &mut r,
+            9,
+        )
+        .unwrap();
         assert_eq!(r.first_token_us, Some(9));
         assert_eq!(r.content(), "Hi");
     }
@@ -202,31 +196,31 @@ mod tests {
     #[test]
     fn usage_chunk_finish_reason_and_done() {
         let mut r = record();
-        apply_stream_event(
+        ChatCompletions::apply_stream_event(
             br#"{"choices":[{"delta":{},"finish_reason":"stop"}]}"#,
             &mut r,
             1,
         )
         .unwrap();
-        apply_stream_event(
+        ChatCompletions::apply_stream_event(
             br#"{"choices":[],"usage":{"prompt_tokens":12,"completion_tokens":34,"total_tokens":46,"prompt_tokens_details":{"cached_tokens":8},"completion_tokens_details":{"reasoning_tokens":3}}}"#,
             &mut r,
             2,
         )
         .unwrap();
-        apply_stream_event(b"[DONE]", &mut r, 3).unwrap();
+        ChatCompletions::apply_stream_event(b"[DONE]", &mut r, 3).unwrap();
         let s = r.summary(Outcome::Completed);
         assert_eq!(s.finish_reasons, ["stop".to_string()]);
         assert_eq!((s.input_tokens, s.output_tokens), (Some(12), Some(34)));
         assert_eq!(s.cache_read_input_tokens, Some(8));
         assert_eq!(s.reasoning_output_tokens, Some(3));
-        assert!(r.saw_end_marker);
+        assert!(r.saw_end_marker());
     }
 
     #[test]
     fn escaped_text_is_decoded() {
         let mut r = record();
-        apply_stream_event(
+        ChatCompletions::apply_stream_event(
             br#"{"choices":[{"delta":{"content":"a\"b\n\u00e9"}}]}"#,
             &mut r,
             1,
@@ -238,7 +232,7 @@ mod tests {
     #[test]
     fn tool_call_and_reasoning_count_as_first_token() {
         let mut r = record();
-        apply_stream_event(
+        ChatCompletions::apply_stream_event(
             br#"{"choices":[{"delta":{"tool_calls":[{"index":0,"function":{"name":"f"}}]}}]}"#,
             &mut r,
             7,
@@ -246,7 +240,7 @@ mod tests {
         .unwrap();
         assert_eq!(r.first_token_us, Some(7));
         let mut r = record();
-        apply_stream_event(
+        ChatCompletions::apply_stream_event(
             br#"{"choices":[{"delta":{"reasoning_content":"hmm"}}]}"#,
             &mut r,
             8,
@@ -266,7 +260,7 @@ mod tests {
             r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"\"Paris\"}"}}]}}]}"#,
             r#"{"choices":[{"index":0,"delta":{},"finish_reason":"tool_calls"}]}"#,
         ] {
-            apply_stream_event(data.as_bytes(), &mut r, 1).unwrap();
+            ChatCompletions::apply_stream_event(data.as_bytes(), &mut r, 1).unwrap();
         }
         let s = r.summary(Outcome::Completed);
         let calls: Vec<_> = s
@@ -287,8 +281,8 @@ mod tests {
     #[test]
     fn second_choice_does_not_mix_into_the_answer() {
         let mut r = record();
-        apply_stream_event(br#"{"choices":[{"index":0,"delta":{"content":"A"}},{"index":1,"delta":{"content":"B"}}]}"#, &mut r, 1).unwrap();
-        apply_stream_event(br#"{"choices":[{"index":1,"delta":{},"finish_reason":"stop"},{"index":0,"delta":{},"finish_reason":"length"}]}"#, &mut r, 2).unwrap();
+        ChatCompletions::apply_stream_event(br#"{"choices":[{"index":0,"delta":{"content":"A"}},{"index":1,"delta":{"content":"B"}}]}"#, &mut r, 1).unwrap();
+        ChatCompletions::apply_stream_event(br#"{"choices":[{"index":1,"delta":{},"finish_reason":"stop"},{"index":0,"delta":{},"finish_reason":"length"}]}"#, &mut r, 2).unwrap();
         assert_eq!(r.content(), "A");
         assert_eq!(r.finish_reasons, ["stop", "length"]);
     }
@@ -296,7 +290,7 @@ mod tests {
     #[test]
     fn refusal_is_answer_text() {
         let mut r = record();
-        apply_stream_event(
+        ChatCompletions::apply_stream_event(
             br#"{"choices":[{"index":0,"delta":{"refusal":"I can't"}}]}"#,
             &mut r,
             1,
@@ -308,18 +302,24 @@ mod tests {
     #[test]
     fn not_json_or_wrong_shape_is_an_error() {
         let mut r = record();
-        assert_eq!(apply_stream_event(b"not json", &mut r, 1), Err(ParseError));
         assert_eq!(
-            apply_stream_event(br#"{"choices":"x"}"#, &mut r, 1),
+            ChatCompletions::apply_stream_event(b"not json", &mut r, 1),
             Err(ParseError)
         );
-        assert_eq!(apply_stream_event(b"\xff\xfe", &mut r, 1), Err(ParseError));
+        assert_eq!(
+            ChatCompletions::apply_stream_event(br#"{"choices":"x"}"#, &mut r, 1),
+            Err(ParseError)
+        );
+        assert_eq!(
+            ChatCompletions::apply_stream_event(b"\xff\xfe", &mut r, 1),
+            Err(ParseError)
+        );
     }
 
     #[test]
     fn error_event_is_recorded() {
         let mut r = record();
-        apply_stream_event(
+        ChatCompletions::apply_stream_event(
             br#"{"error":{"message":"overloaded","type":"server_error"}}"#,
             &mut r,
             1,
@@ -331,7 +331,7 @@ mod tests {
     #[test]
     fn non_streaming_completion() {
         let mut r = record();
-        apply_completion(
+        ChatCompletions::apply_body(
             br#"{"id":"chatcmpl-1","object":"chat.completion","model":"gpt-4o-mini-2024","choices":[{"index":0,"message":{"role":"assistant","content":"Hello there"},"finish_reason":"stop"}],"usage":{"prompt_tokens":5,"completion_tokens":2,"total_tokens":7}}"#,
             &mut r,
             100,

@@ -3,18 +3,41 @@
 //! `response.completed`, `response.failed`, `response.incomplete`, `error`,
 //! ...) and the non-streaming `response` object.
 
-use crate::json::Json;
-use crate::record::CallRecord;
+use super::shared::{self, UsageKeys};
+use super::WireFormat;
+use crate::call::record::CallRecord;
+use crate::wire::json::Json;
 use crate::ParseError;
 use std::borrow::Cow;
 
-pub const PROVIDER: &str = "openai";
-pub const API: &str = "responses";
-
 type Result<T> = std::result::Result<T, ParseError>;
 
+pub struct Responses;
+
+impl WireFormat for Responses {
+    const PROVIDER: &'static str = "openai";
+    const API: &'static str = "responses";
+
+    fn apply_stream_event(data: &[u8], record: &mut CallRecord, now_us: u64) -> Result<()> {
+        apply_stream_event(data, record, now_us)
+    }
+
+    fn apply_body(body: &[u8], record: &mut CallRecord, now_us: u64) -> Result<()> {
+        apply_body(body, record, now_us)
+    }
+}
+
+const USAGE: UsageKeys = UsageKeys {
+    input: b"input_tokens",
+    output: b"output_tokens",
+    cache_read: None,
+    input_details: Some(b"input_tokens_details"),
+    output_details: Some(b"output_tokens_details"),
+};
+
+/// One typed event of the stream.
 #[derive(Default)]
-struct Event<'a> {
+struct ResponsesEvent<'a> {
     kind: Option<Cow<'a, str>>,
     output_index: u64,
     item: Option<Item<'a>>,
@@ -43,8 +66,8 @@ struct Item<'a> {
     texts: Vec<Cow<'a, str>>,
 }
 
-fn read_event<'a>(bytes: &'a [u8], record: &mut CallRecord) -> Result<Event<'a>> {
-    let mut event = Event::default();
+fn read_event<'a>(bytes: &'a [u8], record: &mut CallRecord) -> Result<ResponsesEvent<'a>> {
+    let mut event = ResponsesEvent::default();
     Json::parse(bytes, |j| {
         j.object(|key, j| match key {
             b"type" => j.set_str(&mut event.kind),
@@ -73,18 +96,15 @@ fn read_event<'a>(bytes: &'a [u8], record: &mut CallRecord) -> Result<Event<'a>>
 fn read_response<'a>(j: &mut Json<'a>, record: &mut CallRecord) -> Result<Response<'a>> {
     let mut response = Response::default();
     j.object(|key, j| match key {
-        b"id" => j.with_str(|id| record.set_response_id(id)),
-        b"model" => j.with_str(|model| record.set_response_model(model)),
+        b"id" => shared::read_response_id(j, record),
+        b"model" => shared::read_response_model(j, record),
         b"status" => j.set_str(&mut response.status),
         b"output" => j.opt_array(|_, j| {
             response.output.push(read_item(j)?);
             Ok(())
         }),
-        b"usage" => read_usage(j, record),
-        b"error" => j.opt_object(|key, j| match key {
-            b"message" => j.set_str(&mut response.error),
-            _ => j.skip(),
-        }),
+        b"usage" => shared::read_usage(j, &USAGE, record),
+        b"error" => shared::read_error(j, &mut response.error).map(|_| ()),
         b"incomplete_details" => j.opt_object(|key, j| match key {
             b"reason" => j.set_str(&mut response.incomplete_reason),
             _ => j.skip(),
@@ -118,26 +138,7 @@ fn read_item<'a>(j: &mut Json<'a>) -> Result<Item<'a>> {
     Ok(item)
 }
 
-fn read_usage(j: &mut Json<'_>, record: &mut CallRecord) -> Result<()> {
-    j.opt_object(|key, j| {
-        let u = &mut record.usage;
-        match key {
-            b"input_tokens" => j.update_u64(&mut u.input_tokens),
-            b"output_tokens" => j.update_u64(&mut u.output_tokens),
-            b"input_tokens_details" => j.opt_object(|key, j| match key {
-                b"cached_tokens" => j.update_u64(&mut record.usage.cache_read_input_tokens),
-                _ => j.skip(),
-            }),
-            b"output_tokens_details" => j.opt_object(|key, j| match key {
-                b"reasoning_tokens" => j.update_u64(&mut record.usage.reasoning_output_tokens),
-                _ => j.skip(),
-            }),
-            _ => j.skip(),
-        }
-    })
-}
-
-pub fn apply_stream_event(data: &[u8], record: &mut CallRecord, now_us: u64) -> Result<()> {
+fn apply_stream_event(data: &[u8], record: &mut CallRecord, now_us: u64) -> Result<()> {
     let event = read_event(data, record)?;
     let key = event.output_index;
     let delta = event.delta.as_deref().unwrap_or_default();
@@ -174,7 +175,7 @@ pub fn apply_stream_event(data: &[u8], record: &mut CallRecord, now_us: u64) -> 
 }
 
 /// Applies a whole non-streaming `response` object, or an error body.
-pub fn apply_body(body: &[u8], record: &mut CallRecord, now_us: u64) -> Result<()> {
+fn apply_body(body: &[u8], record: &mut CallRecord, now_us: u64) -> Result<()> {
     let response = Json::parse(body, |j| read_response(j, record))?;
     for (index, item) in response.output.iter().enumerate() {
         let key = index as u64;
@@ -202,7 +203,7 @@ pub fn apply_body(body: &[u8], record: &mut CallRecord, now_us: u64) -> Result<(
 /// The terminal response: status as the finish reason (the incomplete
 /// reason when there is one) and the error.
 fn apply_response_end(response: &Response<'_>, record: &mut CallRecord) {
-    record.saw_end_marker = true;
+    record.mark_end();
     if let Some(reason) = response
         .incomplete_reason
         .as_deref()
@@ -218,12 +219,12 @@ fn apply_response_end(response: &Response<'_>, record: &mut CallRecord) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::Outcome;
+    use crate::call::record::Outcome;
 
     fn feed(events: &[&str]) -> CallRecord {
         let mut r = CallRecord::new(0, true, 4096);
         for (i, e) in events.iter().enumerate() {
-            apply_stream_event(e.as_bytes(), &mut r, 10 + i as u64).unwrap();
+            Responses::apply_stream_event(e.as_bytes(), &mut r, 10 + i as u64).unwrap();
         }
         r
     }
@@ -253,7 +254,7 @@ mod tests {
         assert_eq!((s.input_tokens, s.output_tokens), (Some(36), Some(21)));
         assert_eq!(s.cache_read_input_tokens, Some(4));
         assert_eq!(s.finish_reasons, ["completed".to_string()]);
-        assert!(r.saw_end_marker);
+        assert!(r.saw_end_marker());
     }
 
     #[test]
@@ -276,7 +277,7 @@ mod tests {
     #[test]
     fn non_streaming_response() {
         let mut r = CallRecord::new(0, true, 4096);
-        apply_body(
+        Responses::apply_body(
             br#"{"id":"resp_4","object":"response","status":"completed","model":"o4-mini","output":[{"type":"reasoning","id":"rs_1","summary":[{"type":"summary_text","text":"Thinking."}]},{"type":"message","id":"msg_4","role":"assistant","content":[{"type":"output_text","text":"Done.","annotations":[]}]},{"type":"function_call","id":"fc_4","call_id":"call_4","name":"f","arguments":"{}"}],"usage":{"input_tokens":9,"output_tokens":30,"output_tokens_details":{"reasoning_tokens":20}}}"#,
             &mut r,
             3,

@@ -2,15 +2,38 @@
 //! `content_block_start`/`_delta`/`_stop`, `message_delta`, `message_stop`,
 //! `ping`, `error`) and the non-streaming `message` body.
 
-use crate::json::Json;
-use crate::record::CallRecord;
+use super::shared::{self, UsageKeys};
+use super::WireFormat;
+use crate::call::record::CallRecord;
+use crate::wire::json::Json;
 use crate::ParseError;
 use std::borrow::Cow;
 
-pub const PROVIDER: &str = "anthropic";
-pub const API: &str = "messages";
-
 type Result<T> = std::result::Result<T, ParseError>;
+
+pub struct Messages;
+
+impl WireFormat for Messages {
+    const PROVIDER: &'static str = "anthropic";
+    const API: &'static str = "messages";
+
+    fn apply_stream_event(data: &[u8], record: &mut CallRecord, now_us: u64) -> Result<()> {
+        apply_stream_event(data, record, now_us)
+    }
+
+    fn apply_body(body: &[u8], record: &mut CallRecord, now_us: u64) -> Result<()> {
+        apply_body(body, record, now_us)
+    }
+}
+
+/// Cumulative in `message_delta`: the latest value wins.
+const USAGE: UsageKeys = UsageKeys {
+    input: b"input_tokens",
+    output: b"output_tokens",
+    cache_read: Some(b"cache_read_input_tokens"),
+    input_details: None,
+    output_details: None,
+};
 
 /// A content block (`content_block_start`, or one entry of a body's `content`).
 #[derive(Default)]
@@ -36,7 +59,7 @@ struct Delta<'a> {
 /// An event, or a whole body: a `message`, or an `error`. Fields of the
 /// other kinds simply stay empty.
 #[derive(Default)]
-struct Event<'a> {
+struct MessagesEvent<'a> {
     kind: Option<Cow<'a, str>>,
     index: u64,
     block: Option<Block<'a>>,
@@ -48,8 +71,8 @@ struct Event<'a> {
     error: Option<Cow<'a, str>>,
 }
 
-fn read_event<'a>(bytes: &'a [u8], record: &mut CallRecord) -> Result<Event<'a>> {
-    let mut event = Event::default();
+fn read_event<'a>(bytes: &'a [u8], record: &mut CallRecord) -> Result<MessagesEvent<'a>> {
+    let mut event = MessagesEvent::default();
     Json::parse(bytes, |j| {
         j.object(|key, j| match key {
             b"type" => j.set_str(&mut event.kind),
@@ -68,16 +91,16 @@ fn read_event<'a>(bytes: &'a [u8], record: &mut CallRecord) -> Result<Event<'a>>
             // Cumulative in message_delta: the latest value wins.
             b"usage" => {
                 event.has_usage = true;
-                read_usage(j, record)
+                shared::read_usage(j, &USAGE, record)
             }
-            b"error" => read_error(j, &mut event.error),
+            b"error" => shared::read_error(j, &mut event.error).map(|_| ()),
             b"message" => {
                 event.has_message = true;
                 read_message(j, &mut event, record)
             }
             // A non-streaming body is a message at the top level.
-            b"id" => j.with_str(|id| record.set_response_id(id)),
-            b"model" => j.with_str(|model| record.set_response_model(model)),
+            b"id" => shared::read_response_id(j, record),
+            b"model" => shared::read_response_model(j, record),
             b"content" => read_blocks(j, &mut event.blocks),
             b"stop_reason" => j.set_str(&mut event.stop_reason),
             _ => j.skip(),
@@ -88,13 +111,13 @@ fn read_event<'a>(bytes: &'a [u8], record: &mut CallRecord) -> Result<Event<'a>>
 
 fn read_message<'a>(
     j: &mut Json<'a>,
-    event: &mut Event<'a>,
+    event: &mut MessagesEvent<'a>,
     record: &mut CallRecord,
 ) -> Result<()> {
     j.object(|key, j| match key {
-        b"id" => j.with_str(|id| record.set_response_id(id)),
-        b"model" => j.with_str(|model| record.set_response_model(model)),
-        b"usage" => read_usage(j, record),
+        b"id" => shared::read_response_id(j, record),
+        b"model" => shared::read_response_model(j, record),
+        b"usage" => shared::read_usage(j, &USAGE, record),
         b"content" => read_blocks(j, &mut event.blocks),
         b"stop_reason" => j.set_str(&mut event.stop_reason),
         _ => j.skip(),
@@ -138,27 +161,8 @@ fn read_delta<'a>(j: &mut Json<'a>) -> Result<Delta<'a>> {
     Ok(delta)
 }
 
-fn read_usage(j: &mut Json<'_>, record: &mut CallRecord) -> Result<()> {
-    j.opt_object(|key, j| {
-        let u = &mut record.usage;
-        match key {
-            b"input_tokens" => j.update_u64(&mut u.input_tokens),
-            b"output_tokens" => j.update_u64(&mut u.output_tokens),
-            b"cache_read_input_tokens" => j.update_u64(&mut u.cache_read_input_tokens),
-            _ => j.skip(),
-        }
-    })
-}
-
-fn read_error<'a>(j: &mut Json<'a>, error: &mut Option<Cow<'a, str>>) -> Result<()> {
-    j.opt_object(|key, j| match key {
-        b"message" => j.set_str(&mut *error),
-        _ => j.skip(),
-    })
-}
-
 /// Applies one SSE event's data (the event name is repeated in `type`).
-pub fn apply_stream_event(data: &[u8], record: &mut CallRecord, now_us: u64) -> Result<()> {
+fn apply_stream_event(data: &[u8], record: &mut CallRecord, now_us: u64) -> Result<()> {
     let event = read_event(data, record)?;
     let key = event.index;
     match event.kind.as_deref().ok_or(ParseError)? {
@@ -191,7 +195,7 @@ pub fn apply_stream_event(data: &[u8], record: &mut CallRecord, now_us: u64) -> 
                 record.add_finish_reason(reason);
             }
         }
-        "message_stop" => record.saw_end_marker = true,
+        "message_stop" => record.mark_end(),
         "error" => record.set_error(event.error.as_deref().unwrap_or("error")),
         // message_start (read above), ping, content_block_stop, later kinds.
         _ => {}
@@ -200,7 +204,7 @@ pub fn apply_stream_event(data: &[u8], record: &mut CallRecord, now_us: u64) -> 
 }
 
 /// Applies a whole non-streaming `message` body, or an error body.
-pub fn apply_body(body: &[u8], record: &mut CallRecord, now_us: u64) -> Result<()> {
+fn apply_body(body: &[u8], record: &mut CallRecord, now_us: u64) -> Result<()> {
     let event = read_event(body, record)?;
     if event.kind.as_deref() == Some("error") {
         record.set_error(event.error.as_deref().unwrap_or("error"));
@@ -212,7 +216,7 @@ pub fn apply_body(body: &[u8], record: &mut CallRecord, now_us: u64) -> Result<(
     if let Some(reason) = &event.stop_reason {
         record.add_finish_reason(reason);
     }
-    record.saw_end_marker = true;
+    record.mark_end();
     Ok(())
 }
 
@@ -237,12 +241,12 @@ fn apply_block(key: u64, block: &Block<'_>, record: &mut CallRecord, now_us: u64
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::Outcome;
+    use crate::call::record::Outcome;
 
     fn feed(events: &[&str]) -> CallRecord {
         let mut r = CallRecord::new(0, true, 4096);
         for (i, e) in events.iter().enumerate() {
-            apply_stream_event(e.as_bytes(), &mut r, 10 + i as u64).unwrap();
+            Messages::apply_stream_event(e.as_bytes(), &mut r, 10 + i as u64).unwrap();
         }
         r
     }
@@ -271,7 +275,7 @@ mod tests {
         );
         assert_eq!(s.cache_read_input_tokens, Some(7));
         assert_eq!(s.finish_reasons, ["end_turn".to_string()]);
-        assert!(r.saw_end_marker);
+        assert!(r.saw_end_marker());
         assert_eq!(
             r.first_token_us,
             Some(13),
@@ -313,7 +317,7 @@ mod tests {
     #[test]
     fn non_streaming_message_and_error_body() {
         let mut r = CallRecord::new(0, true, 4096);
-        apply_body(
+        Messages::apply_body(
             br#"{"id":"msg_3","type":"message","role":"assistant","model":"claude-haiku-4-5","content":[{"type":"text","text":"Sure."},{"type":"tool_use","id":"toolu_9","name":"lookup","input":{"q":"x"}}],"stop_reason":"tool_use","usage":{"input_tokens":11,"output_tokens":22}}"#,
             &mut r,
             5,
@@ -324,7 +328,7 @@ mod tests {
         assert_eq!(s.tool_calls[0].arguments, r#"{"q":"x"}"#);
         assert_eq!((s.input_tokens, s.output_tokens), (Some(11), Some(22)));
         let mut r = CallRecord::new(0, true, 4096);
-        apply_body(
+        Messages::apply_body(
             br#"{"type":"error","error":{"type":"invalid_request_error","message":"bad"}}"#,
             &mut r,
             5,
@@ -336,10 +340,13 @@ mod tests {
     #[test]
     fn wrong_shapes_are_errors() {
         let mut r = CallRecord::new(0, true, 64);
-        assert!(apply_stream_event(b"{}", &mut r, 1).is_err());
-        assert!(apply_stream_event(br#"{"type":"message_start"}"#, &mut r, 1).is_err());
-        assert!(
-            apply_stream_event(br#"{"type":"content_block_delta","index":0}"#, &mut r, 1).is_err()
-        );
+        assert!(Messages::apply_stream_event(b"{}", &mut r, 1).is_err());
+        assert!(Messages::apply_stream_event(br#"{"type":"message_start"}"#, &mut r, 1).is_err());
+        assert!(Messages::apply_stream_event(
+            br#"{"type":"content_block_delta","index":0}"#,
+            &mut r,
+            1
+        )
+        .is_err());
     }
 }

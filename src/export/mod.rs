@@ -1,0 +1,5 @@
+//! Shipping summaries: the queue with its batches and retry policy, and the
+//! OTLP body for `format: "otlp"`.
+
+pub mod otlp;
+pub mod queue;

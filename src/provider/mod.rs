@@ -1,0 +1,137 @@
+//! The LLM APIs streamtap understands. The `wire_formats!` table below is the
+//! only place that knows which exist: each row names the API's file, the
+//! path suffix that routes a call to it, and the enum variant the tap holds.
+//! Adding a wire format is one file implementing [`WireFormat`] plus one row.
+//!
+//! Dispatch is a `match` on [`Api`] calling each format's functions directly:
+//! no `dyn`, no generic code per call site, so the `.wasm` stays small and the
+//! per-event path has no indirect call.
+
+pub mod anthropic_messages;
+pub mod openai_chat;
+pub mod openai_responses;
+pub mod request;
+pub mod shared;
+
+use crate::call::record::CallRecord;
+use crate::ParseError;
+
+/// What one wire format knows: its names, and how to read a stream event's
+/// data or a whole (non-streaming or error) body into the record. Readers
+/// change the record only through `CallRecord`'s methods.
+pub trait WireFormat {
+    /// `provider` in the summary (`gen_ai.provider.name`).
+    const PROVIDER: &'static str;
+    /// `api` in the summary (`gen_ai.operation.name` is derived from it).
+    const API: &'static str;
+    /// One SSE event's `data`.
+    fn apply_stream_event(
+        data: &[u8],
+        record: &mut CallRecord,
+        now_us: u64,
+    ) -> Result<(), ParseError>;
+    /// A whole JSON response body.
+    fn apply_body(body: &[u8], record: &mut CallRecord, now_us: u64) -> Result<(), ParseError>;
+}
+
+macro_rules! wire_formats {
+    ($($variant:ident => $format:ty, path suffix $suffix:literal;)+) => {
+        /// The wire format of a call, told by its path; never guessed from content.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum Api {
+            $($variant,)+
+            /// A path no row matches: counted and timed, its content not read.
+            Unknown,
+        }
+
+        impl Api {
+            const ROUTES: &'static [(&'static str, Api)] = &[$(($suffix, Api::$variant)),+];
+
+            pub fn provider(self) -> &'static str {
+                match self {
+                    $(Api::$variant => <$format>::PROVIDER,)+
+                    Api::Unknown => "unknown",
+                }
+            }
+
+            pub fn name(self) -> Option<&'static str> {
+                match self {
+                    $(Api::$variant => Some(<$format>::API),)+
+                    Api::Unknown => None,
+                }
+            }
+
+            pub fn apply_stream_event(
+                self,
+                data: &[u8],
+                record: &mut CallRecord,
+                now_us: u64,
+            ) -> Result<(), ParseError> {
+                match self {
+                    $(Api::$variant => <$format>::apply_stream_event(data, record, now_us),)+
+                    Api::Unknown => Ok(()),
+                }
+            }
+
+            pub fn apply_body(
+                self,
+                body: &[u8],
+                record: &mut CallRecord,
+                now_us: u64,
+            ) -> Result<(), ParseError> {
+                match self {
+                    $(Api::$variant => <$format>::apply_body(body, record, now_us),)+
+                    Api::Unknown => Ok(()),
+                }
+            }
+        }
+    };
+}
+
+wire_formats! {
+    ChatCompletions => openai_chat::ChatCompletions, path suffix "/chat/completions";
+    Responses => openai_responses::Responses, path suffix "/responses";
+    AnthropicMessages => anthropic_messages::Messages, path suffix "/messages";
+}
+
+impl Api {
+    /// From the request path, query ignored, a trailing `/` too: OpenAI,
+    /// Azure OpenAI (`/openai/deployments/x/chat/completions`), compatible
+    /// servers, Anthropic.
+    pub fn from_path(path: &str) -> Api {
+        let route = path
+            .split('?')
+            .next()
+            .unwrap_or_default()
+            .trim_end_matches('/');
+        Api::ROUTES
+            .iter()
+            .find(|(suffix, _)| route.ends_with(suffix))
+            .map_or(Api::Unknown, |&(_, api)| api)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_route_to_their_format() {
+        for (path, api) in [
+            ("/v1/chat/completions", Api::ChatCompletions),
+            (
+                "/openai/deployments/gpt4/chat/completions?api-version=2024-10-21",
+                Api::ChatCompletions,
+            ),
+            ("/v1/responses/", Api::Responses),
+            ("/v1/messages", Api::AnthropicMessages),
+            ("/v1/embeddings", Api::Unknown),
+            ("", Api::Unknown),
+        ] {
+            assert_eq!(Api::from_path(path), api, "{path}");
+        }
+        assert_eq!(Api::Responses.provider(), "openai");
+        assert_eq!(Api::AnthropicMessages.name(), Some("messages"));
+        assert_eq!(Api::Unknown.name(), None);
+    }
+}

@@ -1,0 +1,6 @@
+//! Bytes on the wire, before any API is known: SSE framing, the JSON pull
+//! reader, and decoding a copy of a compressed body.
+
+pub mod decompress;
+pub mod json;
+pub mod sse;
