@@ -11,12 +11,15 @@ use std::fmt;
 
 /// Header names that can carry a credential. They are never copied into a
 /// summary, a log line or filter state, whatever the configuration says.
-pub const CREDENTIAL_HEADERS: [&str; 5] = [
+pub const CREDENTIAL_HEADERS: [&str; 7] = [
     "authorization",
     "x-api-key",
     "api-key",
     "cookie",
     "proxy-authorization",
+    // Google's Gemini API key, and the session token of AWS-signed (Bedrock) calls.
+    "x-goog-api-key",
+    "x-amz-security-token",
 ];
 
 #[derive(Debug, Clone, PartialEq)]
@@ -27,6 +30,38 @@ pub struct Config {
     pub capture: CaptureConfig,
     /// Fraction of calls summarized, 0.0 to 1.0. Default 1.0.
     pub sample_rate: f64,
+    /// The filter's own log level in Envoy's log. Default `info`.
+    pub log_level: LogLevel,
+}
+
+/// The levels of Envoy's log, as the config spells them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogLevel {
+    Trace,
+    Debug,
+    #[default]
+    Info,
+    Warn,
+    Error,
+    Critical,
+}
+
+impl LogLevel {
+    const NAMES: [(&'static str, LogLevel); 6] = [
+        ("trace", LogLevel::Trace),
+        ("debug", LogLevel::Debug),
+        ("info", LogLevel::Info),
+        ("warn", LogLevel::Warn),
+        ("error", LogLevel::Error),
+        ("critical", LogLevel::Critical),
+    ];
+
+    fn from_name(name: &str) -> Option<LogLevel> {
+        LogLevel::NAMES
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|&(_, level)| level)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -147,6 +182,7 @@ impl Default for Config {
             collector: None,
             capture: CaptureConfig::default(),
             sample_rate: default_sample_rate(),
+            log_level: LogLevel::default(),
         }
     }
 }
@@ -214,6 +250,19 @@ impl Config {
                 b"capture" => reader.capture(j, &mut config.capture),
                 b"sample_rate" => {
                     config.sample_rate = reader.number(j, "sample_rate")?;
+                    Ok(())
+                }
+                b"log_level" => {
+                    let name = reader.string(j, "log_level")?;
+                    config.log_level = match LogLevel::from_name(&name) {
+                        Some(level) => level,
+                        None => {
+                            return reader.fail(
+                                "log_level",
+                                "expected trace, debug, info, warn, error or critical",
+                            )
+                        }
+                    };
                     Ok(())
                 }
                 other => reader.unknown("", other),
@@ -490,6 +539,28 @@ impl Reader {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn log_level_is_a_field_with_a_default() {
+        assert_eq!(Config::parse(b"{}").unwrap().log_level, LogLevel::Info);
+        let c = Config::parse(br#"{"log_level":"debug"}"#).unwrap();
+        assert_eq!(c.log_level, LogLevel::Debug);
+        for bad in [&br#"{"log_level":"loud"}"#[..], br#"{"log_level":3}"#] {
+            let e = Config::parse(bad).unwrap_err();
+            assert_eq!(e.field, "log_level", "{e}");
+        }
+    }
+
+    #[test]
+    fn gemini_and_aws_credential_headers_are_never_recorded() {
+        let c = Config::parse(
+            br#"{"capture":{"request_headers":["x-goog-api-key","x-amz-security-token","x-user"]}}"#,
+        )
+        .unwrap();
+        assert!(!c.capture.header_allowed("X-Goog-Api-Key"));
+        assert!(!c.capture.header_allowed("x-amz-security-token"));
+        assert!(c.capture.header_allowed("x-user"));
+    }
 
     #[test]
     fn empty_config_is_all_defaults() {

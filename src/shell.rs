@@ -4,15 +4,23 @@
 //!
 //! Host calls go through `hostcalls` (which return `Result`) rather than the
 //! SDK's trait helpers, which panic on an unexpected host status; a panic
-//! would kill the VM for every stream on this worker.
+//! would kill the VM for every stream on this worker. A host call that fails
+//! is logged once per kind (and counted in `streamtap.host_call_failures`),
+//! never ignored.
+//!
+//! What the root and the HTTP contexts of a VM share is read-only
+//! (`Settings`) except the export queue, which only `SharedQueue::with`
+//! reaches (`export::queue`): a borrow never outlives the closure, and a
+//! nested one is refused instead of panicking, so a double borrow cannot
+//! kill the VM.
 
 use crate::call::tap::{self, CallTap, Finished, TapSettings};
-use crate::config::{Config, ExportFormat};
-use crate::export::queue::{BatchResult, ExportQueue, Response};
+use crate::config::{self, Config, ExportFormat};
+use crate::export::queue::{BatchResult, CollectorReply, ExportQueue, SharedQueue};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType};
-use std::cell::RefCell;
+use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType, Status};
+use std::cell::Cell;
 use std::rc::Rc;
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -43,7 +51,16 @@ struct Metrics {
 
 impl Metrics {
     fn define() -> Metrics {
-        let counter = |name: &str| hostcalls::define_metric(MetricType::Counter, name).ok();
+        let define = |kind: MetricType, name: &str| match hostcalls::define_metric(kind, name) {
+            Ok(id) => Some(id),
+            Err(status) => {
+                // Nothing to count it in: log it (once).
+                host_call_failed(HostCall::DefineMetric, status);
+                None
+            }
+        };
+        let counter = |name: &str| define(MetricType::Counter, name);
+        HOST_CALL_FAILURES.with(|c| c.set(counter("streamtap.host_call_failures")));
         Metrics {
             calls: counter("streamtap.calls"),
             stream_events: counter("streamtap.stream_events"),
@@ -52,14 +69,85 @@ impl Metrics {
             export_failures: counter("streamtap.export_failures"),
             summaries_dropped: counter("streamtap.summaries_dropped"),
             calls_not_completed: counter("streamtap.calls_not_completed"),
-            ttft_ms: hostcalls::define_metric(MetricType::Histogram, "streamtap.ttft_ms").ok(),
+            ttft_ms: define(MetricType::Histogram, "streamtap.ttft_ms"),
         }
     }
 }
 
 fn add(metric: Option<u32>, by: u64) {
     if let (Some(id), true) = (metric, by > 0) {
-        let _ = hostcalls::increment_metric(id, i64::try_from(by).unwrap_or(i64::MAX));
+        let by = i64::try_from(by).unwrap_or(i64::MAX);
+        if let Err(status) = hostcalls::increment_metric(id, by) {
+            host_call_failed(HostCall::IncrementMetric, status);
+        }
+    }
+}
+
+/// Host calls whose failure is reported (each kind logged once per VM).
+#[derive(Debug, Clone, Copy)]
+enum HostCall {
+    DefineMetric,
+    IncrementMetric,
+    RecordMetric,
+    SetTickPeriod,
+    SetFilterState,
+    Done,
+}
+
+impl HostCall {
+    fn consequence(self) -> &'static str {
+        match self {
+            HostCall::DefineMetric => "the stat is missing from /stats",
+            HostCall::IncrementMetric | HostCall::RecordMetric => "a stat is undercounted",
+            HostCall::SetTickPeriod => "no tick: summaries are never exported",
+            HostCall::SetFilterState => "the summary is missing from filter state and access logs",
+            HostCall::Done => "Envoy may wait for this VM at shutdown",
+        }
+    }
+}
+
+thread_local! {
+    // One VM is one thread: Cells, never a RefCell.
+    static HOST_CALL_FAILURES: Cell<Option<u32>> = const { Cell::new(None) };
+    static HOST_CALLS_LOGGED: Cell<u8> = const { Cell::new(0) };
+}
+
+fn host_call_failed(call: HostCall, status: Status) {
+    let bit = 1u8 << (call as u8);
+    let first = HOST_CALLS_LOGGED.with(|logged| {
+        let seen = logged.get();
+        logged.set(seen | bit);
+        seen & bit == 0
+    });
+    if first {
+        log::error!(
+            "streamtap: host call {call:?} failed ({status:?}): {}; later failures are counted in streamtap.host_call_failures",
+            call.consequence()
+        );
+    }
+    // A failing increment is not counted by another increment.
+    if !matches!(call, HostCall::IncrementMetric) {
+        if let Some(id) = HOST_CALL_FAILURES.with(Cell::get) {
+            // If even this fails, the log line above is all there can be.
+            let _ = hostcalls::increment_metric(id, 1);
+        }
+    }
+}
+
+fn set_filter_state(key: &str, value: &[u8]) {
+    if let Err(status) = hostcalls::set_property(vec![key], Some(value)) {
+        host_call_failed(HostCall::SetFilterState, status);
+    }
+}
+
+fn log_level(level: config::LogLevel) -> LogLevel {
+    match level {
+        config::LogLevel::Trace => LogLevel::Trace,
+        config::LogLevel::Debug => LogLevel::Debug,
+        config::LogLevel::Info => LogLevel::Info,
+        config::LogLevel::Warn => LogLevel::Warn,
+        config::LogLevel::Error => LogLevel::Error,
+        config::LogLevel::Critical => LogLevel::Critical,
     }
 }
 
@@ -70,18 +158,20 @@ fn now_us() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
 }
 
-/// Shared by the root context and the worker's HTTP contexts (one thread per VM).
-struct Shared {
+/// What the root context and the worker's HTTP contexts share, read-only
+/// once configured (one thread per VM).
+struct Settings {
     config: Config,
     metrics: Metrics,
-    queue: Option<ExportQueue>,
     /// `capture.redact_fields`, shared with every call without copying.
     redact_fields: Rc<[String]>,
+    /// None without a collector.
+    queue: Option<SharedQueue>,
 }
 
 #[derive(Default)]
 struct StreamtapRoot {
-    shared: Option<Rc<RefCell<Shared>>>,
+    settings: Option<Rc<Settings>>,
     in_flight_token: Option<u32>,
     shutting_down: bool,
     /// The last export failed; logged once, until it recovers.
@@ -91,17 +181,13 @@ struct StreamtapRoot {
 impl StreamtapRoot {
     /// Sends the next due batch, if any. At most one export is in flight.
     fn flush(&mut self, force: bool) {
-        let Some(shared) = self.shared.clone() else {
+        let Some(settings) = self.settings.clone() else {
             return;
         };
-        let mut shared = shared.borrow_mut();
-        let Some(collector) = shared.config.collector.clone() else {
+        let (Some(collector), Some(queue)) = (&settings.config.collector, &settings.queue) else {
             return;
         };
-        let Some(queue) = shared.queue.as_mut() else {
-            return;
-        };
-        let Some(batch) = queue.next_batch(now_us(), force) else {
+        let Some(batch) = queue.with(|q| q.next_batch(now_us(), force)).flatten() else {
             return;
         };
         let mut headers: Vec<(&str, &str)> = vec![
@@ -128,14 +214,12 @@ impl StreamtapRoot {
             Err(status) => {
                 // The host refused the call (e.g. no such cluster): the same
                 // backoff as a collector that does not answer.
-                let result = queue.complete(
-                    Response::Retry {
-                        retry_after_us: None,
-                    },
-                    now_us(),
-                );
-                drop(shared);
-                self.note_result(result, &format!("not sent: {status:?}"));
+                let retry = CollectorReply::Retry {
+                    retry_after_us: None,
+                };
+                if let Some(result) = queue.with(|q| q.complete(retry, now_us())) {
+                    self.note_result(result, &format!("not sent: {status:?}"));
+                }
             }
         }
     }
@@ -143,7 +227,7 @@ impl StreamtapRoot {
     /// Counts a finished export attempt. Logs only when the collector's state
     /// changes, so a dead collector does not flood Envoy's log.
     fn note_result(&mut self, result: BatchResult, why: &str) {
-        let Some(metrics) = self.shared.as_ref().map(|s| s.borrow().metrics) else {
+        let Some(metrics) = self.settings.as_ref().map(|s| s.metrics) else {
             return;
         };
         match result {
@@ -196,14 +280,12 @@ impl Context for StreamtapRoot {
                 .and_then(|v| String::from_utf8(v).ok())
         };
         let status = header(":status").and_then(|s| s.parse::<u16>().ok());
-        let response = Response::from_status(status, header("retry-after").as_deref());
-        let result = self.shared.as_ref().and_then(|shared| {
-            shared
-                .borrow_mut()
-                .queue
-                .as_mut()
-                .map(|q| q.complete(response, now_us()))
-        });
+        let reply = CollectorReply::from_status(status, header("retry-after").as_deref());
+        let result = self
+            .settings
+            .as_ref()
+            .and_then(|s| s.queue.as_ref())
+            .and_then(|queue| queue.with(|q| q.complete(reply, now_us())));
         if let Some(result) = result {
             let why = status.map_or_else(
                 || "no answer: connect failure or timeout".to_string(),
@@ -214,7 +296,9 @@ impl Context for StreamtapRoot {
         // Keep draining a backlog without waiting for the next tick.
         self.flush(self.shutting_down);
         if self.shutting_down && self.in_flight_token.is_none() {
-            let _ = hostcalls::done();
+            if let Err(status) = hostcalls::done() {
+                host_call_failed(HostCall::Done, status);
+            }
         }
     }
 
@@ -237,26 +321,29 @@ impl RootContext for StreamtapRoot {
                 return false;
             }
         };
-        let metrics = match &self.shared {
-            Some(shared) => shared.borrow().metrics,
+        proxy_wasm::set_log_level(log_level(config.log_level));
+        let metrics = match &self.settings {
+            Some(settings) => settings.metrics,
             None => Metrics::define(),
         };
         let seed = now_us();
         let queue = config
             .collector
             .as_ref()
-            .map(|c| ExportQueue::for_collector(c, seed));
+            .map(|c| SharedQueue::new(ExportQueue::for_collector(c, seed)));
         if let Some(collector) = &config.collector {
             let tick = Duration::from_millis(collector.flush_interval_ms).min(MAX_TICK);
-            let _ = hostcalls::set_tick_period(tick);
+            if let Err(status) = hostcalls::set_tick_period(tick) {
+                host_call_failed(HostCall::SetTickPeriod, status);
+            }
         }
         let redact_fields = Rc::from(config.capture.redact_fields.clone());
-        self.shared = Some(Rc::new(RefCell::new(Shared {
+        self.settings = Some(Rc::new(Settings {
             config,
             metrics,
-            queue,
             redact_fields,
-        })));
+            queue,
+        }));
         true
     }
 
@@ -265,8 +352,11 @@ impl RootContext for StreamtapRoot {
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        let shared = self.shared.clone()?;
-        Some(Box::new(StreamtapHttp { shared, tap: None }))
+        let settings = self.settings.clone()?;
+        Some(Box::new(StreamtapHttp {
+            settings,
+            tap: None,
+        }))
     }
 
     fn get_type(&self) -> Option<ContextType> {
@@ -275,7 +365,7 @@ impl RootContext for StreamtapRoot {
 }
 
 struct StreamtapHttp {
-    shared: Rc<RefCell<Shared>>,
+    settings: Rc<Settings>,
     /// None when the call is not sampled.
     tap: Option<CallTap>,
 }
@@ -322,10 +412,10 @@ fn lossy(bytes: Option<Vec<u8>>) -> Option<String> {
 impl StreamtapHttp {
     fn publish(&mut self, finished: Finished) {
         let content = self.tap.as_ref().map(|t| t.content()).unwrap_or_default();
-        let _ = hostcalls::set_property(vec![SUMMARY_KEY], Some(finished.summary_json.as_bytes()));
-        let _ = hostcalls::set_property(vec![CONTENT_KEY], Some(content.as_bytes()));
-        let mut shared = self.shared.borrow_mut();
-        let metrics = shared.metrics;
+        set_filter_state(SUMMARY_KEY, finished.summary_json.as_bytes());
+        set_filter_state(CONTENT_KEY, content.as_bytes());
+        let settings = &self.settings;
+        let metrics = settings.metrics;
         add(metrics.calls, 1);
         add(metrics.stream_events, finished.events);
         add(metrics.parse_errors, finished.parse_errors);
@@ -333,22 +423,27 @@ impl StreamtapHttp {
             add(metrics.calls_not_completed, 1);
         }
         if let (Some(id), Some(ttft)) = (metrics.ttft_ms, finished.ttft_ms) {
-            let _ = hostcalls::record_metric(id, ttft);
+            if let Err(status) = hostcalls::record_metric(id, ttft) {
+                host_call_failed(HostCall::RecordMetric, status);
+            }
         }
-        let otlp = shared
+        let Some(queue) = &settings.queue else {
+            return;
+        };
+        let otlp = settings
             .config
             .collector
             .as_ref()
             .is_some_and(|c| c.format == ExportFormat::Otlp);
-        if let Some(queue) = shared.queue.as_mut() {
-            let now = now_us();
-            let entry = match self.tap.as_ref().filter(|_| otlp) {
-                Some(call) => call.otlp_record(now).unwrap_or_default(),
-                None => finished.summary_json,
-            };
-            let dropped = queue.push(entry, now);
-            add(metrics.summaries_dropped, dropped as u64);
-        }
+        let now = now_us();
+        let entry = match self.tap.as_ref().filter(|_| otlp) {
+            Some(call) => call.otlp_record(now).unwrap_or_default(),
+            None => finished.summary_json,
+        };
+        // Never None (nothing else holds the queue now); if it were, the
+        // summary is lost and counted as dropped.
+        let dropped = queue.with(|q| q.push(entry, now)).unwrap_or(1);
+        add(metrics.summaries_dropped, dropped as u64);
     }
 }
 
@@ -357,11 +452,11 @@ impl Context for StreamtapHttp {}
 impl HttpContext for StreamtapHttp {
     fn on_http_request_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
         let request_id = request_header("x-request-id");
-        let shared = self.shared.borrow();
-        let capture = &shared.config.capture;
+        let plugin = Rc::clone(&self.settings);
+        let capture = &plugin.config.capture;
         if !tap::sampled(
             request_id.as_deref().unwrap_or_default(),
-            shared.config.sample_rate,
+            plugin.config.sample_rate,
         ) {
             return Action::Continue;
         }
@@ -388,9 +483,8 @@ impl HttpContext for StreamtapHttp {
             }
         }
         if capture.request_content {
-            call.set_redact_fields(shared.redact_fields.clone());
+            call.set_redact_fields(plugin.redact_fields.clone());
         }
-        drop(shared);
         self.tap = Some(call);
         Action::Continue
     }

@@ -81,6 +81,18 @@ fn a_broken_config_fails_validation() {
     let err = validate(&scratch("typo.yaml", &typo))
         .expect_err("a plugin config typo must fail validation");
     assert!(err.contains("Unable to create Wasm plugin"), "{err}");
+    // The log level is a config field; a level Envoy does not have is refused.
+    let loud = openai.replace(
+        r#"{"collector":{"cluster""#,
+        r#"{"log_level":"loud","collector":{"cluster""#,
+    );
+    assert_ne!(loud, openai);
+    assert!(validate(&scratch("loud.yaml", &loud)).is_err());
+    let debug = openai.replace(
+        r#"{"collector":{"cluster""#,
+        r#"{"log_level":"debug","collector":{"cluster""#,
+    );
+    validate(&scratch("debug.yaml", &debug)).unwrap();
     // A cluster name the route does not know.
     let unknown_cluster = openai.replace("cluster: openai\n", "cluster: openia\n");
     assert_ne!(unknown_cluster, openai);

@@ -168,7 +168,7 @@ type Ev = (Vec<u8>, Vec<u8>, bool);
 fn decode(chunks: &[&[u8]], max: usize) -> Vec<Ev> {
     let mut d = SseDecoder::new(max);
     let mut events = Vec::new();
-    let mut push = |e: streamtap::wire::sse::Event<'_>| {
+    let mut push = |e: streamtap::wire::sse::SseEvent<'_>| {
         events.push((e.name.to_vec(), e.data.to_vec(), e.oversized))
     };
     for c in chunks {

@@ -94,7 +94,7 @@ fn summarize(path: &str, sel: u8, pieces: &[&[u8]]) -> serde_json::Value {
 fn events(pieces: &[&[u8]], max: usize) -> Vec<(Vec<u8>, Vec<u8>, bool)> {
     let mut d = SseDecoder::new(max);
     let mut out = Vec::new();
-    let mut push = |e: streamtap::wire::sse::Event<'_>| {
+    let mut push = |e: streamtap::wire::sse::SseEvent<'_>| {
         out.push((e.name.to_vec(), e.data.to_vec(), e.oversized))
     };
     for p in pieces {

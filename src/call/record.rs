@@ -8,6 +8,11 @@ use crate::call::gaps::GapHistogram;
 use serde::Serialize;
 
 /// How many finish reasons (one per choice) a summary keeps.
+/// The version of the summary's shape, in every summary (`schema_version`).
+/// Bump it with each change of a field's name, type or meaning, and say what
+/// changed in CHANGELOG.md.
+pub const SCHEMA_VERSION: u32 = 1;
+
 const MAX_FINISH_REASONS: usize = 16;
 /// Longest error message kept.
 const MAX_ERROR_MESSAGE_BYTES: usize = 1024;
@@ -373,6 +378,7 @@ impl CallRecord {
             (None, None, UsageSource::None)
         };
         Summary {
+            schema_version: SCHEMA_VERSION,
             id: self.request.id.as_deref(),
             trace_id: self.request.trace_id.as_deref(),
             start_unix_ms: self.start_us / 1000,
@@ -438,6 +444,8 @@ fn micros_to_ms(us: u64) -> f64 {
 /// The per-call summary of DESIGN.md, serialized as one JSON object.
 #[derive(Debug, Serialize)]
 pub struct Summary<'a> {
+    /// The summary's shape; CHANGELOG.md says what each version changed.
+    pub schema_version: u32,
     pub id: Option<&'a str>,
     pub trace_id: Option<&'a str>,
     pub start_unix_ms: u64,

@@ -123,7 +123,14 @@ impl CallTap {
         }
         let request = &mut self.record.request;
         request.method = method;
-        request.path = path;
+        // The query string is never recorded: it can carry a credential
+        // (Gemini's `?key=`, signed URLs' `sig`, `X-Amz-Signature`).
+        request.path = path.map(|mut p| {
+            if let Some(query) = p.find('?') {
+                p.truncate(query);
+            }
+            p
+        });
         request.id = request_id;
         request.trace_id = traceparent.and_then(trace_id_of);
     }
@@ -373,7 +380,12 @@ fn read_body(
     }
 }
 
-fn apply_event(api: Api, record: &mut CallRecord, event: crate::wire::sse::Event<'_>, now_us: u64) {
+fn apply_event(
+    api: Api,
+    record: &mut CallRecord,
+    event: crate::wire::sse::SseEvent<'_>,
+    now_us: u64,
+) {
     record.events += 1;
     if event.oversized {
         record.parse_errors += 1;
@@ -673,6 +685,33 @@ mod tests {
         assert!(tap.request_body.len() <= MAX_REQUEST_BODY_BYTES);
         tap.on_request_end();
         assert!(tap.request_body.capacity() == 0);
+    }
+
+    #[test]
+    fn the_query_string_is_never_recorded() {
+        let mut tap = CallTap::new(settings(), 0);
+        tap.on_request_headers(
+            Some("POST".into()),
+            Some(
+                "/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse&key=AIzaSy-secret"
+                    .into(),
+            ),
+            None,
+            None,
+        );
+        tap.on_response_headers(Some(200), Some("text/event-stream"), None);
+        let f = tap.finish_at_end_of_stream(1).unwrap();
+        assert!(
+            !f.summary_json.contains("AIzaSy-secret"),
+            "{}",
+            f.summary_json
+        );
+        assert_eq!(
+            summary(&f)["path"],
+            "/v1beta/models/gemini-2.5-flash:streamGenerateContent"
+        );
+        let otlp = tap.otlp_record(1).unwrap();
+        assert!(!otlp.contains("AIzaSy-secret"), "{otlp}");
     }
 
     #[test]

@@ -152,6 +152,10 @@ pub fn log_record(s: &Summary<'_>, observed_unix_us: u64) -> String {
     a.string("http.request.method", s.method);
     a.string("url.path", s.path);
     a.int("http.response.status_code", s.status.map(u64::from));
+    a.int(
+        "streamtap.schema_version",
+        Some(u64::from(s.schema_version)),
+    );
     a.string("streamtap.request_id", s.id);
     a.string("streamtap.api", s.api);
     a.string("streamtap.outcome", Some(outcome_name(s.outcome)));
@@ -241,6 +245,10 @@ mod tests {
             "gpt-4o-mini"
         );
         assert_eq!(attr("gen_ai.usage.input_tokens").unwrap()["intValue"], "12");
+        assert_eq!(
+            attr("streamtap.schema_version").unwrap()["intValue"],
+            crate::call::record::SCHEMA_VERSION.to_string()
+        );
         assert_eq!(
             attr("gen_ai.response.finish_reasons").unwrap()["arrayValue"]["values"][0]
                 ["stringValue"],

@@ -41,7 +41,7 @@ pub struct Batch {
 
 /// How the collector answered a batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Response {
+pub enum CollectorReply {
     /// A 2xx.
     Accepted,
     /// No answer (connect failure, timeout), a 5xx, 429 or 408: try again
@@ -51,16 +51,16 @@ pub enum Response {
     Rejected,
 }
 
-impl Response {
+impl CollectorReply {
     /// From the `:status` of the callout (None when it failed) and its
     /// `retry-after` header.
-    pub fn from_status(status: Option<u16>, retry_after: Option<&str>) -> Response {
+    pub fn from_status(status: Option<u16>, retry_after: Option<&str>) -> CollectorReply {
         match status {
-            Some(200..=299) => Response::Accepted,
-            None | Some(408 | 429 | 500..=599) => Response::Retry {
+            Some(200..=299) => CollectorReply::Accepted,
+            None | Some(408 | 429 | 500..=599) => CollectorReply::Retry {
                 retry_after_us: retry_after.and_then(parse_retry_after),
             },
-            Some(_) => Response::Rejected,
+            Some(_) => CollectorReply::Rejected,
         }
     }
 }
@@ -197,20 +197,20 @@ impl ExportQueue {
     }
 
     /// The in-flight batch was answered (or failed).
-    pub fn complete(&mut self, response: Response, now_us: u64) -> BatchResult {
+    pub fn complete(&mut self, reply: CollectorReply, now_us: u64) -> BatchResult {
         let count = self.in_flight.take().unwrap_or(0).min(self.pending.len());
-        match response {
-            Response::Accepted => {
+        match reply {
+            CollectorReply::Accepted => {
                 self.pending.drain(..count);
                 self.failures = 0;
                 self.retry_at_us = 0;
                 BatchResult::Exported(count)
             }
-            Response::Rejected => {
+            CollectorReply::Rejected => {
                 self.pending.drain(..count);
                 BatchResult::Rejected(count)
             }
-            Response::Retry { retry_after_us } => {
+            CollectorReply::Retry { retry_after_us } => {
                 self.failures = self.failures.saturating_add(1);
                 let backoff = self.backoff_us();
                 let delay = retry_after_us.map_or(backoff, |after| after.max(backoff));
@@ -243,9 +243,43 @@ impl ExportQueue {
     }
 }
 
+/// The export queue as the root context and the HTTP contexts of one VM
+/// share it. Reached only through [`SharedQueue::with`]: the borrow ends with
+/// the closure, and a nested borrow is refused instead of panicking (a panic
+/// would kill the VM for every stream on the worker).
+#[derive(Debug, Clone)]
+pub struct SharedQueue(std::rc::Rc<std::cell::RefCell<ExportQueue>>);
+
+impl SharedQueue {
+    pub fn new(queue: ExportQueue) -> SharedQueue {
+        SharedQueue(std::rc::Rc::new(std::cell::RefCell::new(queue)))
+    }
+
+    /// Runs `f` on the queue; None if it is borrowed already, which only a
+    /// `with` inside another `with` could do.
+    pub fn with<R>(&self, f: impl FnOnce(&mut ExportQueue) -> R) -> Option<R> {
+        let mut queue = self.0.try_borrow_mut().ok()?;
+        Some(f(&mut queue))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_nested_borrow_of_the_shared_queue_is_refused_not_a_panic() {
+        let shared = SharedQueue::new(queue(10, 10));
+        assert_eq!(shared.with(|q| q.push("{}".into(), 0)), Some(0));
+        let other = shared.clone();
+        let nested = shared.with(|_| other.with(|q| q.push("{}".into(), 0)));
+        assert_eq!(nested, Some(None), "the inner borrow is refused");
+        // The borrow ended with the closure: the queue is usable again.
+        assert!(shared
+            .with(|q| q.next_batch(1_000_000, true))
+            .flatten()
+            .is_some());
+    }
 
     fn queue(max: usize, batch: usize) -> ExportQueue {
         ExportQueue::new(max, batch, 500, 42)
@@ -260,7 +294,7 @@ mod tests {
         assert_eq!(b.body, b"[{\"a\":1}]");
         assert_eq!(q.next_batch(600_000, true), None, "one in flight at a time");
         assert_eq!(
-            q.complete(Response::Accepted, 600_000),
+            q.complete(CollectorReply::Accepted, 600_000),
             BatchResult::Exported(1)
         );
         assert!(q.is_empty());
@@ -273,7 +307,7 @@ mod tests {
         let parsed: serde_json::Value = serde_json::from_slice(&b.body).unwrap();
         assert_eq!(parsed.as_array().unwrap().len(), 3);
         assert_eq!(
-            q.complete(Response::Accepted, 1_000_000),
+            q.complete(CollectorReply::Accepted, 1_000_000),
             BatchResult::Exported(3)
         );
         assert_eq!(q.next_batch(1_000_001, false), None);
@@ -292,7 +326,7 @@ mod tests {
             let b = q.next_batch(now, false).expect("due");
             assert_eq!(b.body, b"[0,1]", "the same oldest batch again");
             let BatchResult::WillRetry { retry_in_us, count } =
-                q.complete(Response::from_status(None, None), now)
+                q.complete(CollectorReply::from_status(None, None), now)
             else {
                 panic!("should retry")
             };
@@ -317,7 +351,7 @@ mod tests {
         while let Some(b) = q.next_batch(now, false) {
             got.extend_from_slice(&b.body);
             assert!(matches!(
-                q.complete(Response::Accepted, now),
+                q.complete(CollectorReply::Accepted, now),
                 BatchResult::Exported(_)
             ));
         }
@@ -330,7 +364,7 @@ mod tests {
         let mut q = queue(100, 10);
         q.push("x".into(), 0);
         q.next_batch(0, true).unwrap();
-        let r = q.complete(Response::from_status(Some(429), Some("7")), 0);
+        let r = q.complete(CollectorReply::from_status(Some(429), Some("7")), 0);
         assert_eq!(
             r,
             BatchResult::WillRetry {
@@ -341,18 +375,24 @@ mod tests {
         assert!(q.next_batch(6_999_999, false).is_none());
         q.next_batch(7_000_000, false).unwrap();
         assert_eq!(
-            q.complete(Response::from_status(Some(400), None), 7_000_000),
+            q.complete(CollectorReply::from_status(Some(400), None), 7_000_000),
             BatchResult::Rejected(1)
         );
         assert!(q.is_empty());
         assert_eq!(
-            Response::from_status(Some(503), Some("Wed, 21 Oct 2015 07:28:00 GMT")),
-            Response::Retry {
+            CollectorReply::from_status(Some(503), Some("Wed, 21 Oct 2015 07:28:00 GMT")),
+            CollectorReply::Retry {
                 retry_after_us: None
             }
         );
-        assert_eq!(Response::from_status(Some(204), None), Response::Accepted);
-        assert_eq!(Response::from_status(Some(302), None), Response::Rejected);
+        assert_eq!(
+            CollectorReply::from_status(Some(204), None),
+            CollectorReply::Accepted
+        );
+        assert_eq!(
+            CollectorReply::from_status(Some(302), None),
+            CollectorReply::Rejected
+        );
     }
 
     #[test]
@@ -377,7 +417,10 @@ mod tests {
         assert_eq!(q.next_batch(0, true).unwrap().body, b"[1,2]");
         // Full: "3" is the oldest not being sent, so it goes.
         assert_eq!(q.push("4".into(), 0), 1);
-        assert_eq!(q.complete(Response::Accepted, 0), BatchResult::Exported(2));
+        assert_eq!(
+            q.complete(CollectorReply::Accepted, 0),
+            BatchResult::Exported(2)
+        );
         assert_eq!(q.next_batch(0, true).unwrap().body, b"[4]");
     }
 

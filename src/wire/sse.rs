@@ -5,11 +5,15 @@
 //! end in `\n`, `\r\n` or `\r`. Work per chunk is proportional to the chunk:
 //! only an unfinished line is carried over, never the whole response. Bytes
 //! are kept as bytes until an event is complete, so a UTF-8 character split
-//! across chunks is never mangled.
+//! across chunks is never mangled. One leading U+FEFF (a UTF-8 byte order
+//! mark) is stripped, as the spec says, even when it is split across chunks.
+
+/// UTF-8 byte order mark.
+const BOM: &[u8; 3] = b"\xEF\xBB\xBF";
 
 /// One decoded event. `data` is the `data:` lines joined with `\n`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Event<'a> {
+pub struct SseEvent<'a> {
     /// The `event:` field, empty when absent (the spec's "message").
     pub name: &'a [u8],
     pub data: &'a [u8],
@@ -32,6 +36,9 @@ pub struct SseDecoder {
     event_bytes: usize,
     oversized: bool,
     max_event_bytes: usize,
+    /// Bytes of a byte order mark matched at the start of the stream, while
+    /// it is not yet known whether one is there; None once it is.
+    bom_matched: Option<usize>,
 }
 
 impl SseDecoder {
@@ -45,11 +52,33 @@ impl SseDecoder {
             event_bytes: 0,
             oversized: false,
             max_event_bytes,
+            bom_matched: Some(0),
         }
     }
 
     /// Decodes one chunk, calling `on_event` for every event it completes.
-    pub fn feed(&mut self, chunk: &[u8], on_event: &mut impl FnMut(Event<'_>)) {
+    pub fn feed(&mut self, chunk: &[u8], on_event: &mut impl FnMut(SseEvent<'_>)) {
+        let Some(mut matched) = self.bom_matched else {
+            return self.feed_lines(chunk, on_event);
+        };
+        for (i, &byte) in chunk.iter().enumerate() {
+            if BOM.get(matched) == Some(&byte) {
+                matched += 1;
+                if matched == BOM.len() {
+                    self.bom_matched = None;
+                    return self.feed_lines(chunk.get(i + 1..).unwrap_or_default(), on_event);
+                }
+            } else {
+                // No mark: the bytes held back so far were the stream's own.
+                self.bom_matched = None;
+                self.feed_lines(BOM.get(..matched).unwrap_or_default(), on_event);
+                return self.feed_lines(chunk.get(i..).unwrap_or_default(), on_event);
+            }
+        }
+        self.bom_matched = Some(matched);
+    }
+
+    fn feed_lines(&mut self, chunk: &[u8], on_event: &mut impl FnMut(SseEvent<'_>)) {
         if chunk.is_empty() {
             return;
         }
@@ -90,7 +119,11 @@ impl SseDecoder {
 
     /// The stream ended. The spec drops an event without its final blank
     /// line; LLM servers sometimes omit it, so a pending event is dispatched.
-    pub fn finish(&mut self, on_event: &mut impl FnMut(Event<'_>)) {
+    pub fn finish(&mut self, on_event: &mut impl FnMut(SseEvent<'_>)) {
+        if let Some(matched) = self.bom_matched.take() {
+            // The stream ended inside what could have been a mark: it was data.
+            self.feed_lines(BOM.get(..matched).unwrap_or_default(), on_event);
+        }
         if !self.partial_line.is_empty() {
             let line = std::mem::take(&mut self.partial_line);
             self.process_line(&line, on_event);
@@ -101,7 +134,10 @@ impl SseDecoder {
 
     /// True when bytes of an unfinished event are held.
     pub fn has_pending(&self) -> bool {
-        !self.partial_line.is_empty() || self.has_data || self.oversized
+        !self.partial_line.is_empty()
+            || self.has_data
+            || self.oversized
+            || self.bom_matched.is_some_and(|m| m > 0)
     }
 
     fn append_partial(&mut self, buf: &mut Vec<u8>, bytes: &[u8]) {
@@ -117,7 +153,7 @@ impl SseDecoder {
         buf.extend_from_slice(bytes);
     }
 
-    fn process_line(&mut self, line: &[u8], on_event: &mut impl FnMut(Event<'_>)) {
+    fn process_line(&mut self, line: &[u8], on_event: &mut impl FnMut(SseEvent<'_>)) {
         if line.is_empty() {
             self.dispatch(on_event);
             return;
@@ -156,15 +192,15 @@ impl SseDecoder {
         }
     }
 
-    fn dispatch(&mut self, on_event: &mut impl FnMut(Event<'_>)) {
+    fn dispatch(&mut self, on_event: &mut impl FnMut(SseEvent<'_>)) {
         if self.oversized {
-            on_event(Event {
+            on_event(SseEvent {
                 name: &self.name,
                 data: &[],
                 oversized: true,
             });
         } else if self.has_data {
-            on_event(Event {
+            on_event(SseEvent {
                 name: &self.name,
                 data: &self.data,
                 oversized: false,
@@ -192,7 +228,7 @@ mod tests {
     fn decode_chunks(chunks: &[&[u8]], cap: usize) -> Vec<Owned> {
         let mut d = SseDecoder::new(cap);
         let mut out = Vec::new();
-        let mut push = |e: Event<'_>| {
+        let mut push = |e: SseEvent<'_>| {
             out.push(Owned {
                 name: String::from_utf8_lossy(e.name).into_owned(),
                 data: String::from_utf8_lossy(e.data).into_owned(),
@@ -208,6 +244,41 @@ mod tests {
 
     fn decode(bytes: &[u8]) -> Vec<Owned> {
         decode_chunks(&[bytes], 1 << 20)
+    }
+
+    #[test]
+    fn a_leading_byte_order_mark_is_stripped_at_any_split() {
+        let stream = b"\xEF\xBB\xBFdata: first\n\ndata: second\n\n";
+        let want = vec![ev("", "first"), ev("", "second")];
+        for cut in 0..=stream.len() {
+            let (a, b) = stream.split_at(cut);
+            assert_eq!(decode_chunks(&[a, b], 1 << 20), want, "cut at {cut}");
+        }
+        let singles: Vec<&[u8]> = stream.chunks(1).collect();
+        assert_eq!(decode_chunks(&singles, 1 << 20), want);
+        // Only one, only at the start: a second mark is the field name's.
+        let twice = b"\xEF\xBB\xBF\xEF\xBB\xBFdata: x\n\n";
+        assert!(decode(twice).is_empty(), "{:?}", decode(twice));
+        assert_eq!(
+            decode(b"data: a\xEF\xBB\xBF\n\n"),
+            vec![ev("", "a\u{FEFF}")]
+        );
+    }
+
+    #[test]
+    fn a_partial_mark_is_the_streams_own_bytes() {
+        // `\xEF\xBB` then something else: those bytes are data, not a mark.
+        let want = decode_chunks(&[b"\xEF\xBBx: y\ndata: z\n\n"], 1 << 20);
+        assert_eq!(want, vec![ev("", "z")]);
+        assert_eq!(
+            decode_chunks(&[b"\xEF", b"\xBB", b"x: y\ndata: z\n\n"], 1 << 20),
+            want
+        );
+        // A stream that ends inside a would-be mark dispatches nothing, and panics never.
+        assert!(decode_chunks(&[b"\xEF\xBB"], 1 << 20).is_empty());
+        let mut d = SseDecoder::new(16);
+        d.feed(b"\xEF", &mut |_| {});
+        assert!(d.has_pending());
     }
 
     fn ev(name: &str, data: &str) -> Owned {
