@@ -260,3 +260,71 @@ fn captured_headers_and_fields_are_redacted_by_name() {
     );
     assert_eq!(leaks(&stack.envoy.log(), all), Vec::<&str>::new());
 }
+
+/// Gemini takes its key in the query (`?key=`) or in `x-goog-api-key`; AWS-signed calls carry
+/// `x-amz-security-token` and signed URLs a signature parameter. None reaches a summary or the
+/// filter state (Envoy's own access-log `%REQ(:PATH)%` is Envoy's, not the filter's).
+#[test]
+fn query_string_keys_and_cloud_credential_headers_stay_out() {
+    const QUERY_SECRET: &str = "AIzaSECRETQUERY0010";
+    const GOOG_SECRET: &str = "AIzaSECRETGOOG0011";
+    const AMZ_SECRET: &str = "SECRETAMZTOKEN0012";
+    let upstream = ScriptedUpstream::start().unwrap();
+    let collector = testbed::collector::Collector::start().unwrap();
+    // The config even asks for the headers: credential headers are never read.
+    let config = r#"{"collector":{"cluster":"streamtap_collector","flush_interval_ms":50},"capture":{"request_headers":["x-goog-api-key","x-amz-security-token","x-user-id"]}}"#;
+    let opts = EnvoyOptions::new(upstream.addr, collector.addr).with_plugin_config(config);
+    let envoy = testbed::envoy::Envoy::start_with_template(&opts, &template())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let stack = FaultStack {
+        upstream,
+        collector,
+        envoy,
+    };
+    let path = format!("/v1/chat/completions?key={QUERY_SECRET}&X-Amz-Signature={QUERY_SECRET}");
+    let (_, served, got) = stack.call(
+        &path,
+        Script::sse(chat_stream(&["Hello", "!"])),
+        &[
+            ("x-goog-api-key", GOOG_SECRET),
+            ("x-amz-security-token", AMZ_SECRET),
+            ("x-user-id", "u-42"),
+        ],
+        &request_body(),
+    );
+    assert_eq!(got.status, 200);
+    assert_eq!(served.header("x-goog-api-key"), Some(GOOG_SECRET));
+    let summary = stack.summary_for(&served);
+    assert_eq!(summary["path"], "/v1/chat/completions");
+    assert_eq!(summary["provider"], "openai", "the path still routes");
+    let text = summary.to_string();
+    assert!(
+        text.contains("u-42"),
+        "the allowed header is recorded: {text}"
+    );
+    let secrets = [QUERY_SECRET, GOOG_SECRET, AMZ_SECRET];
+    assert_eq!(leaks(&text, secrets), Vec::<&str>::new(), "{text}");
+    let rid = served.header("x-request-id").unwrap();
+    assert!(stack
+        .envoy
+        .wait_for_access_log(&format!("id={rid}"), Duration::from_secs(5)));
+    let filter_state: String = stack
+        .envoy
+        .access_log()
+        .lines()
+        .filter_map(|l| l.split_once(" summary=").map(|(_, fs)| fs.to_string()))
+        .collect();
+    assert!(filter_state.contains("Hello!"), "{filter_state}");
+    assert_eq!(
+        leaks(&filter_state, secrets),
+        Vec::<&str>::new(),
+        "{filter_state}"
+    );
+    let wasm_lines: String = stack
+        .envoy
+        .log()
+        .lines()
+        .filter(|l| l.contains("[wasm]") || l.contains("wasm log"))
+        .collect();
+    assert_eq!(leaks(&wasm_lines, secrets), Vec::<&str>::new());
+}

@@ -17,12 +17,63 @@ impl WireFormat for Messages {
     const PROVIDER: &'static str = "anthropic";
     const API: &'static str = "messages";
 
+    /// Applies one SSE event's data (the event name is repeated in `type`).
     fn apply_stream_event(data: &[u8], record: &mut CallRecord, now_us: u64) -> Result<()> {
-        apply_stream_event(data, record, now_us)
+        let event = read_event(data, record)?;
+        let key = event.index;
+        match event.kind.as_deref().ok_or(ParseError)? {
+            "message_start" if !event.has_message => return Err(ParseError),
+            "content_block_start" => {
+                if let Some(block) = &event.block {
+                    apply_block(key, block, record, now_us);
+                }
+            }
+            "content_block_delta" => {
+                let delta = event.delta.ok_or(ParseError)?;
+                match delta.kind.as_deref() {
+                    Some("text_delta") => {
+                        record.push_content(delta.text.as_deref().unwrap_or_default(), now_us)
+                    }
+                    Some("thinking_delta") => {
+                        record.push_reasoning(delta.thinking.as_deref().unwrap_or_default(), now_us)
+                    }
+                    Some("input_json_delta") => record.tool_call_arguments(
+                        key,
+                        delta.partial_json.as_deref().unwrap_or_default(),
+                        now_us,
+                    ),
+                    // signature_delta and future kinds: nothing to record.
+                    _ => {}
+                }
+            }
+            "message_delta" => {
+                if let Some(reason) = event.delta.as_ref().and_then(|d| d.stop_reason.as_deref()) {
+                    record.add_finish_reason(reason);
+                }
+            }
+            "message_stop" => record.mark_end(),
+            "error" => record.set_error(event.error.as_deref().unwrap_or("error")),
+            // message_start (read above), ping, content_block_stop, later kinds.
+            _ => {}
+        }
+        Ok(())
     }
 
+    /// Applies a whole non-streaming `message` body, or an error body.
     fn apply_body(body: &[u8], record: &mut CallRecord, now_us: u64) -> Result<()> {
-        apply_body(body, record, now_us)
+        let event = read_event(body, record)?;
+        if event.kind.as_deref() == Some("error") {
+            record.set_error(event.error.as_deref().unwrap_or("error"));
+            return Ok(());
+        }
+        for (index, block) in event.blocks.iter().enumerate() {
+            apply_block(index as u64, block, record, now_us);
+        }
+        if let Some(reason) = &event.stop_reason {
+            record.add_finish_reason(reason);
+        }
+        record.mark_end();
+        Ok(())
     }
 }
 
@@ -159,65 +210,6 @@ fn read_delta<'a>(j: &mut Json<'a>) -> Result<Delta<'a>> {
         _ => j.skip(),
     })?;
     Ok(delta)
-}
-
-/// Applies one SSE event's data (the event name is repeated in `type`).
-fn apply_stream_event(data: &[u8], record: &mut CallRecord, now_us: u64) -> Result<()> {
-    let event = read_event(data, record)?;
-    let key = event.index;
-    match event.kind.as_deref().ok_or(ParseError)? {
-        "message_start" if !event.has_message => return Err(ParseError),
-        "content_block_start" => {
-            if let Some(block) = &event.block {
-                apply_block(key, block, record, now_us);
-            }
-        }
-        "content_block_delta" => {
-            let delta = event.delta.ok_or(ParseError)?;
-            match delta.kind.as_deref() {
-                Some("text_delta") => {
-                    record.push_content(delta.text.as_deref().unwrap_or_default(), now_us)
-                }
-                Some("thinking_delta") => {
-                    record.push_reasoning(delta.thinking.as_deref().unwrap_or_default(), now_us)
-                }
-                Some("input_json_delta") => record.tool_call_arguments(
-                    key,
-                    delta.partial_json.as_deref().unwrap_or_default(),
-                    now_us,
-                ),
-                // signature_delta and future kinds: nothing to record.
-                _ => {}
-            }
-        }
-        "message_delta" => {
-            if let Some(reason) = event.delta.as_ref().and_then(|d| d.stop_reason.as_deref()) {
-                record.add_finish_reason(reason);
-            }
-        }
-        "message_stop" => record.mark_end(),
-        "error" => record.set_error(event.error.as_deref().unwrap_or("error")),
-        // message_start (read above), ping, content_block_stop, later kinds.
-        _ => {}
-    }
-    Ok(())
-}
-
-/// Applies a whole non-streaming `message` body, or an error body.
-fn apply_body(body: &[u8], record: &mut CallRecord, now_us: u64) -> Result<()> {
-    let event = read_event(body, record)?;
-    if event.kind.as_deref() == Some("error") {
-        record.set_error(event.error.as_deref().unwrap_or("error"));
-        return Ok(());
-    }
-    for (index, block) in event.blocks.iter().enumerate() {
-        apply_block(index as u64, block, record, now_us);
-    }
-    if let Some(reason) = &event.stop_reason {
-        record.add_finish_reason(reason);
-    }
-    record.mark_end();
-    Ok(())
 }
 
 fn apply_block(key: u64, block: &Block<'_>, record: &mut CallRecord, now_us: u64) {

@@ -19,11 +19,70 @@ impl WireFormat for Responses {
     const API: &'static str = "responses";
 
     fn apply_stream_event(data: &[u8], record: &mut CallRecord, now_us: u64) -> Result<()> {
-        apply_stream_event(data, record, now_us)
+        let event = read_event(data, record)?;
+        let key = event.output_index;
+        let delta = event.delta.as_deref().unwrap_or_default();
+        match event.kind.as_deref().ok_or(ParseError)? {
+            "response.output_text.delta" | "response.refusal.delta" => {
+                record.push_content(delta, now_us)
+            }
+            "response.reasoning_summary_text.delta" | "response.reasoning_text.delta" => {
+                record.push_reasoning(delta, now_us)
+            }
+            "response.output_item.added" => {
+                if let Some(item) = event
+                    .item
+                    .as_ref()
+                    .filter(|i| i.kind.as_deref() == Some("function_call"))
+                {
+                    let id = item.call_id.as_deref().or(item.id.as_deref());
+                    record.tool_call_begin(key, id, item.name.as_deref(), now_us);
+                }
+            }
+            "response.function_call_arguments.delta" => {
+                record.tool_call_arguments(key, delta, now_us)
+            }
+            "response.function_call_arguments.done" => {
+                record.tool_call_set_arguments(key, event.arguments.as_deref().unwrap_or_default());
+            }
+            "response.completed" | "response.failed" | "response.incomplete" => {
+                let response = event.response.ok_or(ParseError)?;
+                apply_response_end(&response, record);
+            }
+            "error" => record.set_error(event.message.as_deref().unwrap_or("error")),
+            // response.created (read above), part/item lifecycle, later kinds.
+            _ => {}
+        }
+        Ok(())
     }
 
+    /// Applies a whole non-streaming `response` object, or an error body.
     fn apply_body(body: &[u8], record: &mut CallRecord, now_us: u64) -> Result<()> {
-        apply_body(body, record, now_us)
+        let response = Json::parse(body, |j| read_response(j, record))?;
+        for (index, item) in response.output.iter().enumerate() {
+            let key = index as u64;
+            match item.kind.as_deref() {
+                Some("message") => item
+                    .texts
+                    .iter()
+                    .for_each(|t| record.push_content(t, now_us)),
+                Some("reasoning") => item
+                    .texts
+                    .iter()
+                    .for_each(|t| record.push_reasoning(t, now_us)),
+                Some("function_call") => {
+                    let id = item.call_id.as_deref().or(item.id.as_deref());
+                    record.tool_call_begin(key, id, item.name.as_deref(), now_us);
+                    record.tool_call_set_arguments(
+                        key,
+                        item.arguments.as_deref().unwrap_or_default(),
+                    );
+                }
+                _ => {}
+            }
+        }
+        apply_response_end(&response, record);
+        Ok(())
     }
 }
 
@@ -136,68 +195,6 @@ fn read_item<'a>(j: &mut Json<'a>) -> Result<Item<'a>> {
         _ => j.skip(),
     })?;
     Ok(item)
-}
-
-fn apply_stream_event(data: &[u8], record: &mut CallRecord, now_us: u64) -> Result<()> {
-    let event = read_event(data, record)?;
-    let key = event.output_index;
-    let delta = event.delta.as_deref().unwrap_or_default();
-    match event.kind.as_deref().ok_or(ParseError)? {
-        "response.output_text.delta" | "response.refusal.delta" => {
-            record.push_content(delta, now_us)
-        }
-        "response.reasoning_summary_text.delta" | "response.reasoning_text.delta" => {
-            record.push_reasoning(delta, now_us)
-        }
-        "response.output_item.added" => {
-            if let Some(item) = event
-                .item
-                .as_ref()
-                .filter(|i| i.kind.as_deref() == Some("function_call"))
-            {
-                let id = item.call_id.as_deref().or(item.id.as_deref());
-                record.tool_call_begin(key, id, item.name.as_deref(), now_us);
-            }
-        }
-        "response.function_call_arguments.delta" => record.tool_call_arguments(key, delta, now_us),
-        "response.function_call_arguments.done" => {
-            record.tool_call_set_arguments(key, event.arguments.as_deref().unwrap_or_default());
-        }
-        "response.completed" | "response.failed" | "response.incomplete" => {
-            let response = event.response.ok_or(ParseError)?;
-            apply_response_end(&response, record);
-        }
-        "error" => record.set_error(event.message.as_deref().unwrap_or("error")),
-        // response.created (read above), part/item lifecycle, later kinds.
-        _ => {}
-    }
-    Ok(())
-}
-
-/// Applies a whole non-streaming `response` object, or an error body.
-fn apply_body(body: &[u8], record: &mut CallRecord, now_us: u64) -> Result<()> {
-    let response = Json::parse(body, |j| read_response(j, record))?;
-    for (index, item) in response.output.iter().enumerate() {
-        let key = index as u64;
-        match item.kind.as_deref() {
-            Some("message") => item
-                .texts
-                .iter()
-                .for_each(|t| record.push_content(t, now_us)),
-            Some("reasoning") => item
-                .texts
-                .iter()
-                .for_each(|t| record.push_reasoning(t, now_us)),
-            Some("function_call") => {
-                let id = item.call_id.as_deref().or(item.id.as_deref());
-                record.tool_call_begin(key, id, item.name.as_deref(), now_us);
-                record.tool_call_set_arguments(key, item.arguments.as_deref().unwrap_or_default());
-            }
-            _ => {}
-        }
-    }
-    apply_response_end(&response, record);
-    Ok(())
 }
 
 /// The terminal response: status as the finish reason (the incomplete
