@@ -14,7 +14,8 @@
 //! nested one is refused instead of panicking, so a double borrow cannot
 //! kill the VM.
 
-use crate::call::tap::{self, CallTap, Finished, TapSettings};
+use crate::call::identity;
+use crate::call::tap::{CallTap, Finished, TapSettings};
 use crate::config::{self, Config, ExportFormat};
 use crate::export::queue::{BatchResult, CollectorReply, ExportQueue, SharedQueue};
 use proxy_wasm::hostcalls;
@@ -454,7 +455,7 @@ impl HttpContext for StreamtapHttp {
         let request_id = request_header("x-request-id");
         let plugin = Rc::clone(&self.settings);
         let capture = &plugin.config.capture;
-        if !tap::sampled(
+        if !identity::sampled(
             request_id.as_deref().unwrap_or_default(),
             plugin.config.sample_rate,
         ) {

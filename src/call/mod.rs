@@ -3,6 +3,7 @@
 
 pub mod estimate;
 pub mod gaps;
+pub mod identity;
 pub mod record;
 pub mod tap;
 
