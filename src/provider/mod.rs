@@ -112,8 +112,17 @@ impl Api {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// A record after `events` (SSE data) of one wire format, 1 µs apart from t = 10.
+    pub(crate) fn feed<F: WireFormat>(events: &[&str]) -> CallRecord {
+        let mut r = CallRecord::new(0, true, 4096);
+        for (i, e) in events.iter().enumerate() {
+            F::apply_stream_event(e.as_bytes(), &mut r, 10 + i as u64).unwrap();
+        }
+        r
+    }
 
     #[test]
     fn paths_route_to_their_format() {

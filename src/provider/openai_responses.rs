@@ -219,11 +219,7 @@ mod tests {
     use crate::call::record::Outcome;
 
     fn feed(events: &[&str]) -> CallRecord {
-        let mut r = CallRecord::new(0, true, 4096);
-        for (i, e) in events.iter().enumerate() {
-            Responses::apply_stream_event(e.as_bytes(), &mut r, 10 + i as u64).unwrap();
-        }
-        r
+        crate::provider::tests::feed::<Responses>(events)
     }
 
     #[test]
