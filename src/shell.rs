@@ -464,6 +464,7 @@ impl HttpContext for StreamtapHttp {
             capture_response_content: capture.response_content,
             capture_request_content: capture.request_content,
             max_content_bytes: capture.max_content_bytes,
+            max_decoded_bytes: capture.max_decoded_bytes,
         };
         let mut call = CallTap::new(settings, now_us());
         let traceparent = lossy(request_header("traceparent"));
