@@ -90,6 +90,7 @@ fn settings() -> TapSettings {
         capture_response_content: true,
         capture_request_content: false,
         max_content_bytes: 65536,
+        max_decoded_bytes: streamtap::config::DEFAULT_MAX_DECODED_BYTES,
     }
 }
 

@@ -22,6 +22,15 @@ pub const CREDENTIAL_HEADERS: [&str; 7] = [
     "x-amz-security-token",
 ];
 
+/// Default cap of what one call's compressed response may inflate to
+/// (`capture.max_decoded_bytes`). A long LLM answer is a few hundred KB of
+/// SSE, so 8 MiB never stops a real one, while a compression bomb (300 MB from
+/// 640 KB of gzip) costs the worker 8 MiB of inflating instead of all of it.
+pub const DEFAULT_MAX_DECODED_BYTES: usize = 8 << 20;
+/// Range of `capture.max_decoded_bytes`: below 64 KiB even a short answer
+/// would be cut; above 256 MiB the cap no longer protects the worker.
+pub const MAX_DECODED_BYTES_RANGE: (u64, u64) = (64 << 10, 256 << 20);
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     /// Where summaries are exported. Without it the filter still writes
@@ -104,6 +113,10 @@ pub struct CaptureConfig {
     pub request_content: bool,
     /// Cap of each captured text. Default 65536, 0..=16777216.
     pub max_content_bytes: usize,
+    /// Most bytes a gzip/deflate response is inflated to for reading; past
+    /// it the copy is not decoded (the bytes still flow) and the summary says
+    /// `decode_capped`. Default `DEFAULT_MAX_DECODED_BYTES`, 65536..=268435456.
+    pub max_decoded_bytes: usize,
     /// Request headers copied into the summary's `request_headers` (e.g. a
     /// user or tenant id). Default none; at most 32.
     pub request_headers: Vec<String>,
@@ -169,6 +182,7 @@ impl Default for CaptureConfig {
             response_content: true,
             request_content: false,
             max_content_bytes: default_max_content_bytes(),
+            max_decoded_bytes: DEFAULT_MAX_DECODED_BYTES,
             request_headers: Vec::new(),
             redact_headers: Vec::new(),
             redact_fields: Vec::new(),
@@ -288,6 +302,13 @@ impl Config {
                 "must be at most 16777216",
             ));
         }
+        let (min, max) = MAX_DECODED_BYTES_RANGE;
+        check_range(
+            "capture.max_decoded_bytes",
+            self.capture.max_decoded_bytes as u64,
+            min,
+            max,
+        )?;
         if let Some(c) = &self.collector {
             if c.cluster.is_empty() {
                 return Err(out_of_range("collector.cluster", "must not be empty"));
@@ -519,6 +540,10 @@ impl Reader {
                 capture.max_content_bytes = saturate(self.integer(j, "capture.max_content_bytes")?);
                 Ok(())
             }
+            b"max_decoded_bytes" => {
+                capture.max_decoded_bytes = saturate(self.integer(j, "capture.max_decoded_bytes")?);
+                Ok(())
+            }
             b"request_headers" => {
                 capture.request_headers = self.names(j, "capture.request_headers")?;
                 Ok(())
@@ -688,6 +713,31 @@ mod tests {
         let c = Config::parse(br#"{"collector":{"cluster":"otel","format":"otlp","path":"/x"}}"#)
             .unwrap();
         assert_eq!(c.collector.unwrap().path, "/x");
+    }
+
+    #[test]
+    fn max_decoded_bytes_has_a_default_and_a_range() {
+        let c = Config::parse(b"{}").unwrap().capture;
+        assert_eq!(c.max_decoded_bytes, 8 * 1024 * 1024);
+        let c = Config::parse(br#"{"capture":{"max_decoded_bytes":1048576}}"#).unwrap();
+        assert_eq!(c.capture.max_decoded_bytes, 1 << 20);
+        for edge in [65536u64, 268435456] {
+            let json = format!(r#"{{"capture":{{"max_decoded_bytes":{edge}}}}}"#);
+            let c = Config::parse(json.as_bytes()).unwrap();
+            assert_eq!(c.capture.max_decoded_bytes as u64, edge);
+        }
+        for bad in [
+            r#"{"capture":{"max_decoded_bytes":65535}}"#,
+            r#"{"capture":{"max_decoded_bytes":268435457}}"#,
+            r#"{"capture":{"max_decoded_bytes":0}}"#,
+            r#"{"capture":{"max_decoded_bytes":"8MiB"}}"#,
+            r#"{"capture":{"max_decoded_bytes":-1}}"#,
+            r#"{"capture":{"max_decoded_bytes":1.5}}"#,
+        ] {
+            let e = Config::parse(bad.as_bytes()).unwrap_err();
+            assert_eq!(e.field, "capture.max_decoded_bytes", "{bad}: {e}");
+            assert!(e.to_string().contains("capture.max_decoded_bytes"), "{e}");
+        }
     }
 
     #[test]

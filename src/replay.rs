@@ -44,6 +44,7 @@ impl Exchange {
                 capture_response_content: true,
                 capture_request_content: false,
                 max_content_bytes: 65_536,
+                max_decoded_bytes: crate::config::DEFAULT_MAX_DECODED_BYTES,
             },
             start_us: 1_764_000_000_000_000,
         }

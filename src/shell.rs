@@ -47,6 +47,8 @@ struct Metrics {
     export_failures: Option<u32>,
     summaries_dropped: Option<u32>,
     calls_not_completed: Option<u32>,
+    /// Calls whose compressed copy hit `capture.max_decoded_bytes`.
+    decode_capped: Option<u32>,
     ttft_ms: Option<u32>,
 }
 
@@ -70,6 +72,7 @@ impl Metrics {
             export_failures: counter("streamtap.export_failures"),
             summaries_dropped: counter("streamtap.summaries_dropped"),
             calls_not_completed: counter("streamtap.calls_not_completed"),
+            decode_capped: counter("streamtap.decode_capped"),
             ttft_ms: define(MetricType::Histogram, "streamtap.ttft_ms"),
         }
     }
@@ -423,6 +426,7 @@ impl StreamtapHttp {
         if finished.outcome != crate::call::record::Outcome::Completed {
             add(metrics.calls_not_completed, 1);
         }
+        add(metrics.decode_capped, u64::from(finished.decode_capped));
         if let (Some(id), Some(ttft)) = (metrics.ttft_ms, finished.ttft_ms) {
             if let Err(status) = hostcalls::record_metric(id, ttft) {
                 host_call_failed(HostCall::RecordMetric, status);
@@ -465,6 +469,7 @@ impl HttpContext for StreamtapHttp {
             capture_response_content: capture.response_content,
             capture_request_content: capture.request_content,
             max_content_bytes: capture.max_content_bytes,
+            max_decoded_bytes: capture.max_decoded_bytes,
         };
         let mut call = CallTap::new(settings, now_us());
         let traceparent = lossy(request_header("traceparent"));

@@ -45,6 +45,8 @@ fn filter_stats_are_scraped_from_stats_prometheus() {
         ("streamtap_export_failures{}", 0.0),
         ("streamtap_summaries_dropped{}", 0.0),
         ("streamtap_calls_not_completed{}", 0.0),
+        ("streamtap_decode_capped{}", 0.0),
+        ("streamtap_host_call_failures{}", 0.0),
     ] {
         assert_eq!(value(&text, series), Some(expected), "{series} in:\n{text}");
     }

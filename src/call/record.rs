@@ -162,6 +162,9 @@ pub struct CallRecord {
     output_estimate: TokenEstimator,
     /// `content-encoding` the filter could not decode (the bytes still flowed).
     pub undecoded_encoding: Option<String>,
+    /// The compressed body inflated past `capture.max_decoded_bytes`: the rest
+    /// of the copy was not decoded (the bytes still flowed).
+    pub decode_capped: bool,
 }
 
 impl CallRecord {
@@ -196,6 +199,7 @@ impl CallRecord {
             tool_calls_dropped: 0,
             output_estimate: TokenEstimator::default(),
             undecoded_encoding: None,
+            decode_capped: false,
         }
     }
 
@@ -425,6 +429,7 @@ impl CallRecord {
             request_max_tokens: self.request.max_tokens,
             request_tools: self.request.tools_offered,
             undecoded_encoding: self.undecoded_encoding.as_deref(),
+            decode_capped: self.decode_capped,
             error: self.error_message.as_deref(),
             parse_errors: self.parse_errors,
             request_content: self.request.content.as_deref(),
@@ -435,6 +440,10 @@ impl CallRecord {
 
 fn is_zero(n: &u64) -> bool {
     *n == 0
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 fn micros_to_ms(us: u64) -> f64 {
@@ -486,6 +495,9 @@ pub struct Summary<'a> {
     pub request_tools: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub undecoded_encoding: Option<&'a str>,
+    /// Absent unless true, so summaries of calls it never touches keep their shape.
+    #[serde(skip_serializing_if = "is_false")]
+    pub decode_capped: bool,
     pub error: Option<&'a str>,
     pub parse_errors: u64,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -9,7 +9,7 @@ use crate::call::record::{CallRecord, Outcome};
 use crate::config::{is_credential_field, listed_owned};
 use crate::provider::request::RequestFields;
 use crate::provider::Api;
-use crate::wire::decompress::{Encoding, Inflater};
+use crate::wire::decompress::{Encoding, Inflater, Progress};
 use crate::wire::json;
 use crate::wire::sse::SseDecoder;
 use std::rc::Rc;
@@ -26,6 +26,8 @@ pub struct TapSettings {
     pub capture_response_content: bool,
     pub capture_request_content: bool,
     pub max_content_bytes: usize,
+    /// Most bytes a compressed response is inflated to (`capture.max_decoded_bytes`).
+    pub max_decoded_bytes: usize,
 }
 
 #[derive(Debug)]
@@ -50,6 +52,9 @@ pub struct Finished {
     pub ttft_ms: Option<u64>,
     pub events: u64,
     pub parse_errors: u64,
+    /// The compressed body's copy was decoded only up to the cap: for the
+    /// shell's `streamtap.decode_capped` counter.
+    pub decode_capped: bool,
 }
 
 #[derive(Debug)]
@@ -224,7 +229,7 @@ impl CallTap {
             .unwrap_or_default();
         self.record.stream = media_type == "text/event-stream";
         let encoding = Encoding::from_header(content_encoding);
-        self.inflater = Inflater::new(&encoding);
+        self.inflater = Inflater::new(&encoding, self.settings.max_decoded_bytes);
         let readable = match encoding {
             Encoding::Other(name) => {
                 self.record.undecoded_encoding = Some(name);
@@ -259,11 +264,21 @@ impl CallTap {
                 let decoded = inflater.feed(chunk, &mut |piece| {
                     read_body(response, api, record, piece, now_us)
                 });
-                if decoded.is_err() {
+                match decoded {
+                    Ok(Progress::Decoding) => {}
+                    // Past the cap: stop reading, not an error. An event cut
+                    // at the cap is dropped unread with the decoder.
+                    Ok(Progress::Capped) => {
+                        record.decode_capped = true;
+                        self.inflater = None;
+                        self.response = ResponseBody::Opaque;
+                    }
                     // A copy that cannot be decoded: stop reading, count it.
-                    record.parse_errors += 1;
-                    self.inflater = None;
-                    self.response = ResponseBody::Opaque;
+                    Err(_) => {
+                        record.parse_errors += 1;
+                        self.inflater = None;
+                        self.response = ResponseBody::Opaque;
+                    }
                 }
             }
         }
@@ -296,6 +311,9 @@ impl CallTap {
         } else if self.record.error_message.is_some()
             || (self.record.stream
                 && self.api != Api::Unknown
+                // A capped copy was not read to its end: its end marker
+                // may well have passed unread.
+                && !self.record.decode_capped
                 && !self.record.saw_end_marker()
                 && self.record.finish_reasons.is_empty())
         {
@@ -353,6 +371,7 @@ impl CallTap {
             ttft_ms,
             events: self.record.events,
             parse_errors: self.record.parse_errors,
+            decode_capped: self.record.decode_capped,
         }
     }
 }
@@ -422,6 +441,7 @@ mod tests {
             capture_response_content: true,
             capture_request_content: false,
             max_content_bytes: 1024,
+            max_decoded_bytes: crate::config::DEFAULT_MAX_DECODED_BYTES,
         }
     }
 
@@ -687,5 +707,115 @@ mod tests {
         );
         let otlp = tap.otlp_record(1).unwrap();
         assert!(!otlp.contains("AIzaSy-secret"), "{otlp}");
+    }
+
+    /// The defect's case: a gzip event stream of ~300 MB decoded, fed in
+    /// 64 KB chunks as Envoy hands them over. Prints the tap's time; run with
+    /// `cargo test --release -p streamtap --lib -- --ignored --nocapture gzip_bomb_time`.
+    #[test]
+    #[ignore]
+    fn gzip_bomb_time() {
+        let event = b"data: {\"choices\":[{\"delta\":{\"content\":\"x\"}}]}\n\n";
+        let decoded: Vec<u8> = event.iter().copied().cycle().take(300 << 20).collect();
+        let encoded = crate::wire::decompress::tests::gzip(&decoded);
+        drop(decoded);
+        let mut tap = chat_tap();
+        tap.on_response_headers(Some(200), Some("text/event-stream"), Some("gzip"));
+        let start = std::time::Instant::now();
+        for chunk in encoded.chunks(64 * 1024) {
+            tap.on_response_body(chunk, 1_200_000);
+        }
+        let f = tap.finish_at_end_of_stream(1_300_000).unwrap();
+        let elapsed = start.elapsed();
+        let s = summary(&f);
+        println!(
+            "{} KB gzip, 300 MB decoded: {:.3} s in the tap; events {}, bytes {}, decode_capped {}",
+            encoded.len() / 1024,
+            elapsed.as_secs_f64(),
+            s["events"],
+            s["bytes"],
+            s.get("decode_capped").unwrap_or(&Value::Null)
+        );
+    }
+
+    /// A gzip event stream that decodes past the cap: the events before it
+    /// are read, the rest flows unread; capped, not an error.
+    #[test]
+    fn gzip_stream_past_the_cap_is_marked_and_read_up_to_it() {
+        const CAP: usize = 64 * 1024;
+        let delta = "data: {\"id\":\"c9\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"x\"},\"finish_reason\":null}]}\n\n";
+        let mut body = String::new();
+        while body.len() < 4 * CAP {
+            body.push_str(delta);
+        }
+        body.push_str(STREAM);
+        let encoded = crate::wire::decompress::tests::gzip(body.as_bytes());
+        let mut tap = CallTap::new(
+            TapSettings {
+                max_decoded_bytes: CAP,
+                ..settings()
+            },
+            1_000_000,
+        );
+        tap.on_request_headers(
+            Some("POST".into()),
+            Some("/v1/chat/completions".into()),
+            None,
+            None,
+        );
+        tap.on_response_headers(Some(200), Some("text/event-stream"), Some("gzip"));
+        for chunk in encoded.chunks(1000) {
+            tap.on_response_body(chunk, 1_200_000);
+        }
+        let f = tap.finish_at_end_of_stream(1_300_000).unwrap();
+        let s = summary(&f);
+        assert!(f.decode_capped);
+        assert_eq!(s["decode_capped"], true);
+        assert_eq!(s["bytes"], encoded.len());
+        assert_eq!(s["chunks"], encoded.len().div_ceil(1000));
+        assert_eq!(s["parse_errors"], 0);
+        assert_eq!(f.parse_errors, 0);
+        // Every whole event inside the cap, none past it.
+        let whole_events = CAP / delta.len();
+        assert_eq!(f.events, whole_events as u64, "{s}");
+        assert_eq!(s["content"], "x".repeat(whole_events));
+        assert_eq!(
+            s["outcome"], "completed",
+            "not read to its end: not incomplete"
+        );
+        assert_eq!(
+            s["finish_reasons"],
+            serde_json::json!([]),
+            "past the cap: unread"
+        );
+    }
+
+    #[test]
+    fn gzip_stream_within_the_cap_is_not_marked() {
+        let encoded = crate::wire::decompress::tests::gzip(STREAM.as_bytes());
+        let mut tap = CallTap::new(
+            TapSettings {
+                max_decoded_bytes: STREAM.len(),
+                ..settings()
+            },
+            1_000_000,
+        );
+        tap.on_request_headers(
+            Some("POST".into()),
+            Some("/v1/chat/completions".into()),
+            None,
+            None,
+        );
+        tap.on_response_headers(Some(200), Some("text/event-stream"), Some("gzip"));
+        tap.on_response_body(&encoded, 1_200_000);
+        let f = tap.finish_at_end_of_stream(1_300_000).unwrap();
+        assert!(!f.decode_capped);
+        assert!(
+            !f.summary_json.contains("decode_capped"),
+            "{}",
+            f.summary_json
+        );
+        assert_eq!(f.events, 6);
+        assert_eq!(summary(&f)["content"], "Hello");
     }
 }

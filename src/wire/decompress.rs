@@ -3,6 +3,11 @@
 //! client gets; this only reads. Each chunk is inflated as it passes with a
 //! streaming inflater (the 32 KiB window lives in its state), never by
 //! re-inflating from byte 0.
+//!
+//! A few hundred KB of gzip can inflate to hundreds of MB, and every byte
+//! decoded is work on Envoy's worker: the inflater gets a budget of decoded
+//! bytes for the whole call, checked inside the inflate loop so one chunk
+//! cannot overrun it either, and stops decoding once it is spent.
 
 use miniz_oxide::inflate::stream::InflateState;
 use miniz_oxide::{DataFormat, MZError, MZFlush, MZStatus};
@@ -14,6 +19,16 @@ const MAX_GZIP_HEADER: usize = 4096;
 
 #[derive(Debug, PartialEq, Eq)]
 pub struct DecodeError;
+
+/// Where decoding stands after a chunk: not an error either way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    /// Everything given so far was decoded (or is held for the next chunk).
+    Decoding,
+    /// The budget of decoded bytes is spent: nothing more will be decoded,
+    /// and further input is ignored at no cost.
+    Capped,
+}
 
 /// How a response body is encoded, from `content-encoding`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,12 +62,16 @@ enum Stage {
     DeflateSniff(Vec<u8>),
     Body,
     Done,
+    /// The budget was spent with input left.
+    Capped,
 }
 
 pub struct Inflater {
     state: Box<InflateState>,
     stage: Stage,
     out: Vec<u8>,
+    /// Decoded bytes this call may still produce.
+    budget: usize,
 }
 
 impl std::fmt::Debug for Inflater {
@@ -62,8 +81,9 @@ impl std::fmt::Debug for Inflater {
 }
 
 impl Inflater {
-    /// An inflater for `gzip` or `deflate`; None for other encodings.
-    pub fn new(encoding: &Encoding) -> Option<Inflater> {
+    /// An inflater for `gzip` or `deflate` that produces at most
+    /// `max_decoded` bytes over the whole call; None for other encodings.
+    pub fn new(encoding: &Encoding, max_decoded: usize) -> Option<Inflater> {
         let stage = match encoding {
             Encoding::Gzip => Stage::GzipHeader(Vec::new()),
             Encoding::Deflate => Stage::DeflateSniff(Vec::new()),
@@ -73,21 +93,33 @@ impl Inflater {
             state: InflateState::new_boxed(DataFormat::Raw),
             stage,
             out: vec![0; OUT_BUFFER],
+            budget: max_decoded,
         })
     }
 
-    /// Inflates one chunk, handing decoded bytes to `sink` as they come.
-    pub fn feed(&mut self, chunk: &[u8], sink: &mut impl FnMut(&[u8])) -> Result<(), DecodeError> {
+    /// True once the budget stopped decoding.
+    pub fn capped(&self) -> bool {
+        matches!(self.stage, Stage::Capped)
+    }
+
+    /// Inflates one chunk, handing decoded bytes to `sink` as they come,
+    /// never more in all than the budget.
+    pub fn feed(
+        &mut self,
+        chunk: &[u8],
+        sink: &mut impl FnMut(&[u8]),
+    ) -> Result<Progress, DecodeError> {
         let mut input = chunk;
         loop {
             match &mut self.stage {
-                Stage::Done => return Ok(()),
+                Stage::Done => return Ok(Progress::Decoding),
+                Stage::Capped => return Ok(Progress::Capped),
                 Stage::GzipHeader(header) => {
                     let before = header.len();
                     header.extend_from_slice(input);
                     match gzip_header_len(header)? {
                         None if header.len() > MAX_GZIP_HEADER => return Err(DecodeError),
-                        None => return Ok(()),
+                        None => return Ok(Progress::Decoding),
                         Some(len) => {
                             let used = len.saturating_sub(before);
                             input = input.get(used..).unwrap_or_default();
@@ -99,7 +131,7 @@ impl Inflater {
                     let before = head.len();
                     head.extend_from_slice(input);
                     let (Some(&cmf), Some(&flg)) = (head.first(), head.get(1)) else {
-                        return Ok(());
+                        return Ok(Progress::Decoding);
                     };
                     let zlib = cmf & 0x0f == 8 && (u16::from(cmf) << 8 | u16::from(flg)) % 31 == 0;
                     let format = if zlib {
@@ -111,7 +143,9 @@ impl Inflater {
                     // Replay what was held back, then the rest of this chunk.
                     let held = head.get(..before).unwrap_or_default().to_vec();
                     self.stage = Stage::Body;
-                    self.inflate(&held, sink)?;
+                    if self.inflate(&held, sink)? == Progress::Capped {
+                        return Ok(Progress::Capped);
+                    }
                 }
                 Stage::Body => return self.inflate(input, sink),
             }
@@ -122,37 +156,43 @@ impl Inflater {
         &mut self,
         mut input: &[u8],
         sink: &mut impl FnMut(&[u8]),
-    ) -> Result<(), DecodeError> {
+    ) -> Result<Progress, DecodeError> {
         loop {
-            let result = miniz_oxide::inflate::stream::inflate(
-                &mut self.state,
-                input,
-                &mut self.out,
-                MZFlush::None,
-            );
-            if let Some(decoded) = self.out.get(..result.bytes_written) {
+            // The output window never reaches past the budget, so one chunk
+            // of a compression bomb stops where the whole call must.
+            let room = self.budget.min(self.out.len());
+            let Some(out) = self.out.get_mut(..room).filter(|out| !out.is_empty()) else {
+                // Spent, with input (or pending output) left.
+                self.stage = Stage::Capped;
+                return Ok(Progress::Capped);
+            };
+            let result =
+                miniz_oxide::inflate::stream::inflate(&mut self.state, input, out, MZFlush::None);
+            let written = result.bytes_written.min(room);
+            if let Some(decoded) = out.get(..written) {
                 if !decoded.is_empty() {
                     sink(decoded);
                 }
             }
+            self.budget = self.budget.saturating_sub(written);
             input = input.get(result.bytes_consumed..).unwrap_or_default();
             match result.status {
                 Ok(MZStatus::StreamEnd) => {
                     // Trailers (gzip CRC and size) and further members are ignored.
                     self.stage = Stage::Done;
-                    return Ok(());
+                    return Ok(Progress::Decoding);
                 }
                 Ok(_) => {}
                 // No progress possible until more input arrives.
-                Err(MZError::Buf) => return Ok(()),
+                Err(MZError::Buf) => return Ok(Progress::Decoding),
                 Err(_) => return Err(DecodeError),
             }
             // Output full: drain again. Otherwise the input is used up.
-            if result.bytes_written < self.out.len() && input.is_empty() {
-                return Ok(());
+            if written < room && input.is_empty() {
+                return Ok(Progress::Decoding);
             }
-            if result.bytes_written == 0 && result.bytes_consumed == 0 {
-                return Ok(());
+            if written == 0 && result.bytes_consumed == 0 {
+                return Ok(Progress::Decoding);
             }
         }
     }
@@ -215,7 +255,7 @@ pub(crate) mod tests {
     }
 
     fn decode_in_chunks(encoding: Encoding, encoded: &[u8], chunk: usize) -> Vec<u8> {
-        let mut inflater = Inflater::new(&encoding).unwrap();
+        let mut inflater = Inflater::new(&encoding, usize::MAX).unwrap();
         let mut out = Vec::new();
         for piece in encoded.chunks(chunk.max(1)) {
             inflater
@@ -256,12 +296,12 @@ pub(crate) mod tests {
 
     #[test]
     fn garbage_is_an_error_not_a_panic() {
-        let mut inflater = Inflater::new(&Encoding::Gzip).unwrap();
+        let mut inflater = Inflater::new(&Encoding::Gzip, usize::MAX).unwrap();
         assert_eq!(
             inflater.feed(b"not gzip at all", &mut |_| {}),
             Err(DecodeError)
         );
-        let mut inflater = Inflater::new(&Encoding::Deflate).unwrap();
+        let mut inflater = Inflater::new(&Encoding::Deflate, usize::MAX).unwrap();
         let r = inflater.feed(&[0xff; 64], &mut |_| {});
         assert_eq!(r, Err(DecodeError));
     }
@@ -274,6 +314,58 @@ pub(crate) mod tests {
             Encoding::from_header(Some("br")),
             Encoding::Other("br".into())
         );
-        assert!(Inflater::new(&Encoding::Other("zstd".into())).is_none());
+        assert!(Inflater::new(&Encoding::Other("zstd".into()), 1).is_none());
+    }
+
+    /// ~64 KB of gzip that inflates to 64 MiB: one `feed` of all of it stops
+    /// at the budget instead of producing the 64 MiB.
+    #[test]
+    fn one_chunk_bomb_stops_at_the_budget() {
+        let decoded = vec![0u8; 64 << 20];
+        let bomb = gzip(&decoded);
+        drop(decoded);
+        assert!(bomb.len() < 96 * 1024, "{}", bomb.len());
+        const BUDGET: usize = 1 << 20;
+        let mut inflater = Inflater::new(&Encoding::Gzip, BUDGET).unwrap();
+        let mut produced = 0;
+        let first = inflater.feed(&bomb, &mut |d| produced += d.len());
+        assert_eq!(first, Ok(Progress::Capped));
+        assert!(produced <= BUDGET + OUT_BUFFER, "{produced}");
+        assert!(produced >= BUDGET - OUT_BUFFER, "{produced}");
+        assert!(inflater.capped());
+        let second = inflater.feed(&bomb, &mut |d| produced += d.len());
+        assert_eq!(second, Ok(Progress::Capped));
+        assert!(produced <= BUDGET + OUT_BUFFER, "nothing after the cap");
+    }
+
+    #[test]
+    fn the_budget_spans_chunks_and_a_body_within_it_is_whole() {
+        let data = sample();
+        let encoded = gzip(&data);
+        // Within budget: all of it, never capped.
+        let mut inflater = Inflater::new(&Encoding::Gzip, data.len() + 1).unwrap();
+        let mut out = Vec::new();
+        for piece in encoded.chunks(97) {
+            let p = inflater.feed(piece, &mut |d| out.extend_from_slice(d));
+            assert_eq!(p, Ok(Progress::Decoding));
+        }
+        assert_eq!(out, data);
+        assert!(!inflater.capped());
+        // Over budget in small chunks: exactly the budget's prefix, then capped.
+        let budget = data.len() / 3;
+        for (encoding, encoded) in [
+            (Encoding::Gzip, encoded.clone()),
+            (Encoding::Deflate, compress_to_vec_zlib(&data, 6)),
+            (Encoding::Deflate, compress_to_vec(&data, 6)),
+        ] {
+            let mut inflater = Inflater::new(&encoding, budget).unwrap();
+            let mut out = Vec::new();
+            let mut last = Ok(Progress::Decoding);
+            for piece in encoded.chunks(5) {
+                last = inflater.feed(piece, &mut |d| out.extend_from_slice(d));
+            }
+            assert_eq!(last, Ok(Progress::Capped), "{encoding:?}");
+            assert_eq!(out, data[..budget], "{encoding:?}");
+        }
     }
 }
