@@ -1,0 +1,184 @@
+//! The plugin configuration: defaults, every field, and refusals naming the field.
+
+use super::*;
+
+#[test]
+fn log_level_is_a_field_with_a_default() {
+    assert_eq!(Config::parse(b"{}").unwrap().log_level, LogLevel::Info);
+    let c = Config::parse(br#"{"log_level":"debug"}"#).unwrap();
+    assert_eq!(c.log_level, LogLevel::Debug);
+    for bad in [&br#"{"log_level":"loud"}"#[..], br#"{"log_level":3}"#] {
+        let e = Config::parse(bad).unwrap_err();
+        assert_eq!(e.field, "log_level", "{e}");
+    }
+}
+
+#[test]
+fn gemini_and_aws_credential_headers_are_never_recorded() {
+    let c = Config::parse(
+        br#"{"capture":{"request_headers":["x-goog-api-key","x-amz-security-token","x-user"]}}"#,
+    )
+    .unwrap();
+    assert!(!c.capture.header_allowed("X-Goog-Api-Key"));
+    assert!(!c.capture.header_allowed("x-amz-security-token"));
+    assert!(c.capture.header_allowed("x-user"));
+}
+
+#[test]
+fn empty_config_is_all_defaults() {
+    let c = Config::parse(b"").unwrap();
+    assert_eq!(c, Config::default());
+    assert!(c.collector.is_none());
+    assert!(c.capture.response_content);
+    assert!(!c.capture.request_content);
+    assert_eq!(c.capture.max_content_bytes, 65536);
+}
+
+#[test]
+fn collector_defaults() {
+    let c = Config::parse(br#"{"collector":{"cluster":"c"}}"#).unwrap();
+    let col = c.collector.unwrap();
+    assert_eq!(col.path, "/v1/calls");
+    assert_eq!(col.authority, "streamtap-collector");
+    assert_eq!(col.format, ExportFormat::Json);
+    assert_eq!(col.timeout_ms, 2000);
+    assert_eq!(col.batch_size, 64);
+    assert_eq!(col.flush_interval_ms, 500);
+    assert_eq!(col.max_queue, 10000);
+}
+
+#[test]
+fn full_design_example_parses_except_otlp() {
+    let json = br#"{
+      "collector": {"cluster": "streamtap_collector", "path": "/v1/calls",
+        "authority": "streamtap-collector", "format": "json",
+        "headers": {"authorization": "Bearer x"}, "timeout_ms": 2000,
+        "batch_size": 64, "flush_interval_ms": 500, "max_queue": 10000},
+      "capture": {"response_content": true, "request_content": false, "max_content_bytes": 65536},
+      "sample_rate": 1.0 }"#;
+    let c = Config::parse(json).unwrap();
+    assert_eq!(c.collector.unwrap().headers["authorization"], "Bearer x");
+}
+
+#[test]
+fn unknown_field_is_named_with_its_path() {
+    let e = Config::parse(br#"{"collector":{"cluster":"c","bogus_knob":1}}"#).unwrap_err();
+    assert_eq!(e.field, "collector.bogus_knob");
+    let e = Config::parse(br#"{"sampel_rate":1}"#).unwrap_err();
+    assert_eq!(e.field, "sampel_rate");
+    assert!(e.to_string().contains("sampel_rate"), "{e}");
+}
+
+#[test]
+fn wrong_type_is_named() {
+    let e = Config::parse(br#"{"collector":{"cluster":"c","timeout_ms":"fast"}}"#).unwrap_err();
+    assert_eq!(e.field, "collector.timeout_ms");
+    let e = Config::parse(br#"{"capture":{"response_content":"yes"}}"#).unwrap_err();
+    assert_eq!(e.field, "capture.response_content");
+}
+
+#[test]
+fn missing_cluster_is_named() {
+    let e = Config::parse(br#"{"collector":{}}"#).unwrap_err();
+    assert!(e.message.contains("cluster"), "{e}");
+}
+
+#[test]
+fn out_of_range_values_are_named() {
+    for (json, field) in [
+        (r#"{"sample_rate":1.5}"#, "sample_rate"),
+        (
+            r#"{"collector":{"cluster":"c","batch_size":0}}"#,
+            "collector.batch_size",
+        ),
+        (
+            r#"{"collector":{"cluster":"c","timeout_ms":0}}"#,
+            "collector.timeout_ms",
+        ),
+        (
+            r#"{"collector":{"cluster":"","path":"/x"}}"#,
+            "collector.cluster",
+        ),
+        (
+            r#"{"collector":{"cluster":"c","path":"x"}}"#,
+            "collector.path",
+        ),
+        (
+            r#"{"collector":{"cluster":"c","format":"xml"}}"#,
+            "collector.format",
+        ),
+    ] {
+        let e = Config::parse(json.as_bytes()).unwrap_err();
+        assert_eq!(e.field, field, "{json}: {e}");
+    }
+}
+
+#[test]
+fn header_capture_and_redaction_lists() {
+    let c = Config::parse(
+        br#"{"capture":{"request_headers":["X-User-Id","authorization","x-internal"],"redact_headers":["X-Internal"],"redact_fields":["session"]}}"#,
+    )
+    .unwrap()
+    .capture;
+    assert_eq!(
+        c.request_headers,
+        ["x-user-id", "authorization", "x-internal"]
+    );
+    assert!(c.header_allowed("x-user-id"));
+    assert!(
+        !c.header_allowed("Authorization"),
+        "credentials are never allowed"
+    );
+    assert!(!c.header_allowed("x-internal"));
+    assert!(c.field_redacted(b"API_KEY"));
+    assert!(c.field_redacted(b"session"));
+    assert!(!c.field_redacted(b"model"));
+    let e = Config::parse(br#"{"capture":{"request_headers":["ok",""]}}"#).unwrap_err();
+    assert_eq!(e.field, "capture.request_headers[1]");
+    let e = Config::parse(br#"{"capture":{"redact_fields":"token"}}"#).unwrap_err();
+    assert_eq!(e.field, "capture.redact_fields");
+}
+
+#[test]
+fn otlp_format_defaults_to_the_logs_path() {
+    let c = Config::parse(br#"{"collector":{"cluster":"otel","format":"otlp"}}"#).unwrap();
+    let col = c.collector.unwrap();
+    assert_eq!(
+        (col.format, col.path.as_str()),
+        (ExportFormat::Otlp, "/v1/logs")
+    );
+    let c =
+        Config::parse(br#"{"collector":{"cluster":"otel","format":"otlp","path":"/x"}}"#).unwrap();
+    assert_eq!(c.collector.unwrap().path, "/x");
+}
+
+#[test]
+fn max_decoded_bytes_has_a_default_and_a_range() {
+    let c = Config::parse(b"{}").unwrap().capture;
+    assert_eq!(c.max_decoded_bytes, 8 * 1024 * 1024);
+    let c = Config::parse(br#"{"capture":{"max_decoded_bytes":1048576}}"#).unwrap();
+    assert_eq!(c.capture.max_decoded_bytes, 1 << 20);
+    for edge in [65536u64, 268435456] {
+        let json = format!(r#"{{"capture":{{"max_decoded_bytes":{edge}}}}}"#);
+        let c = Config::parse(json.as_bytes()).unwrap();
+        assert_eq!(c.capture.max_decoded_bytes as u64, edge);
+    }
+    for bad in [
+        r#"{"capture":{"max_decoded_bytes":65535}}"#,
+        r#"{"capture":{"max_decoded_bytes":268435457}}"#,
+        r#"{"capture":{"max_decoded_bytes":0}}"#,
+        r#"{"capture":{"max_decoded_bytes":"8MiB"}}"#,
+        r#"{"capture":{"max_decoded_bytes":-1}}"#,
+        r#"{"capture":{"max_decoded_bytes":1.5}}"#,
+    ] {
+        let e = Config::parse(bad.as_bytes()).unwrap_err();
+        assert_eq!(e.field, "capture.max_decoded_bytes", "{bad}: {e}");
+        assert!(e.to_string().contains("capture.max_decoded_bytes"), "{e}");
+    }
+}
+
+#[test]
+fn not_json_is_refused() {
+    let e = Config::parse(b"{not json").unwrap_err();
+    assert!(!e.message.is_empty());
+}
