@@ -7,14 +7,15 @@
 use crate::call::identity::trace_id_of;
 use crate::call::record::{CallRecord, Outcome};
 use crate::config::{is_credential_field, listed_owned};
-use crate::provider::request::RequestFields;
+use crate::provider::request_scan::RequestScan;
 use crate::provider::Api;
 use crate::wire::decompress::{Encoding, Inflater, Progress};
 use crate::wire::json;
 use crate::wire::sse::SseDecoder;
 use std::rc::Rc;
 
-/// Largest request body copied to read `model` and `stream` from.
+/// Largest request body copied for `capture.request_content` (the facts are
+/// read as the body passes, whatever its size).
 pub const MAX_REQUEST_BODY_BYTES: usize = 1 << 20;
 /// Largest non-streaming response body copied for parsing.
 pub const MAX_JSON_BODY_BYTES: usize = 1 << 20;
@@ -62,6 +63,9 @@ pub struct CallTap {
     record: CallRecord,
     settings: TapSettings,
     api: Api,
+    /// The request facts, read from each chunk as it passes.
+    request_scan: RequestScan,
+    /// A copy for `capture.request_content` only: redaction needs the whole body.
     request_body: Vec<u8>,
     request_body_overflow: bool,
     response: ResponseBody,
@@ -82,6 +86,7 @@ impl CallTap {
             ),
             settings,
             api: Api::Unknown,
+            request_scan: RequestScan::new(),
             request_body: Vec::new(),
             request_body_overflow: false,
             response: ResponseBody::Pending,
@@ -142,6 +147,10 @@ impl CallTap {
     }
 
     pub fn on_request_body(&mut self, chunk: &[u8]) {
+        self.request_scan.feed(chunk);
+        if !self.settings.capture_request_content {
+            return;
+        }
         let room = MAX_REQUEST_BODY_BYTES.saturating_sub(self.request_body.len());
         if chunk.len() > room {
             self.request_body_overflow = true;
@@ -150,25 +159,24 @@ impl CallTap {
             .extend_from_slice(chunk.get(..chunk.len().min(room)).unwrap_or_default());
     }
 
-    /// The request body is complete: read what the summary needs, free the copy.
+    /// The request body is complete: take the facts the scan read, free the copy.
     pub fn on_request_end(&mut self) {
+        let scan = std::mem::take(&mut self.request_scan);
         let body = std::mem::take(&mut self.request_body);
-        if body.is_empty() {
+        if scan.is_empty() {
             return;
         }
-        if !self.request_body_overflow {
-            if let Ok(fields) = RequestFields::read(&body) {
-                let request = &mut self.record.request;
-                request.stream_requested = fields.stream;
-                request.max_tokens = fields.max_tokens;
-                request.tools_offered = fields.tools;
-                request.messages = fields.messages;
-                // An unknown format gets no estimate: nothing is guessed.
-                if self.api != Api::Unknown {
-                    request.estimated_input_tokens = Some(fields.estimated_input_tokens());
-                }
-                request.model = fields.model;
+        if let Some(fields) = scan.finish() {
+            let request = &mut self.record.request;
+            request.stream_requested = fields.stream;
+            request.max_tokens = fields.max_tokens;
+            request.tools_offered = fields.tools;
+            request.messages = fields.messages;
+            // An unknown format gets no estimate: nothing is guessed.
+            if self.api != Api::Unknown {
+                request.estimated_input_tokens = Some(fields.estimated_input_tokens());
             }
+            request.model = fields.model;
         }
         if self.settings.capture_request_content && !self.request_body_overflow {
             // Only a body whose credential fields could be found and blanked
@@ -672,14 +680,87 @@ mod tests {
         );
     }
 
+    /// A chat request with one base64 image of `image` bytes.
+    fn image_request(image: usize) -> Vec<u8> {
+        format!(
+            r#"{{"model":"gpt-4o","max_tokens":300,"messages":[{{"role":"user","content":[{{"type":"text","text":"What is in this image?"}},{{"type":"image_url","image_url":{{"url":"data:image/png;base64,{}=="}}}}]}}]}}"#,
+            "iVBORw0KGgo".repeat(image / 11)
+        )
+        .into_bytes()
+    }
+
+    fn request_tap(capture_request_content: bool) -> CallTap {
+        let mut tap = CallTap::new(
+            TapSettings {
+                capture_request_content,
+                ..settings()
+            },
+            0,
+        );
+        tap.on_request_headers(
+            Some("POST".into()),
+            Some("/v1/chat/completions".into()),
+            None,
+            None,
+        );
+        tap
+    }
+
     #[test]
-    fn oversized_request_body_is_not_parsed_and_memory_capped() {
-        let mut tap = chat_tap();
-        let big = vec![b' '; MAX_REQUEST_BODY_BYTES + 10];
-        tap.on_request_body(&big);
+    fn oversized_request_body_is_read_and_memory_capped() {
+        let body = image_request(MAX_REQUEST_BODY_BYTES + 10);
+        assert!(body.len() > MAX_REQUEST_BODY_BYTES);
+        // The copy for captured content stops at the cap; the facts are read.
+        let mut tap = request_tap(true);
+        tap.on_request_body(&body);
         assert!(tap.request_body.len() <= MAX_REQUEST_BODY_BYTES);
         tap.on_request_end();
         assert!(tap.request_body.capacity() == 0);
+        let s = summary(&tap.finish_at_end_of_stream(1).unwrap());
+        assert_eq!(s["model"], "gpt-4o");
+        assert!(
+            s.get("request_content").is_none(),
+            "an overflowed copy is not kept"
+        );
+        // Without capture there is no copy at all.
+        let mut tap = request_tap(false);
+        tap.on_request_body(&body);
+        assert_eq!(tap.request_body.capacity(), 0);
+        tap.on_request_end();
+        assert_eq!(
+            summary(&tap.finish_at_end_of_stream(1).unwrap())["model"],
+            "gpt-4o"
+        );
+    }
+
+    #[test]
+    fn a_3_mb_request_keeps_its_facts_in_constant_memory() {
+        let body = image_request(3 << 20);
+        let mut tap = request_tap(false);
+        let mut heap = 0;
+        for chunk in body.chunks(16 * 1024) {
+            tap.on_request_body(chunk);
+            heap = heap.max(tap.request_scan.heap_bytes() + tap.request_body.capacity());
+        }
+        assert!(
+            heap <= crate::provider::request_scan::MAX_MODEL_BYTES,
+            "{heap} heap bytes for a {} byte body",
+            body.len()
+        );
+        tap.on_request_end();
+        let s = summary(&tap.finish_at_end_of_stream(1).unwrap());
+        assert_eq!(s["model"], "gpt-4o");
+        assert_eq!(s["request_max_tokens"], 300);
+        assert_eq!(s["request_messages"], 1);
+        // The image is not prompt text: the estimate is the text's.
+        let mut small = request_tap(false);
+        small.on_request_body(&image_request(0));
+        small.on_request_end();
+        assert_eq!(
+            tap.record.request.estimated_input_tokens,
+            small.record.request.estimated_input_tokens
+        );
+        assert!(tap.record.request.estimated_input_tokens.is_some());
     }
 
     #[test]

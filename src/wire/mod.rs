@@ -3,4 +3,5 @@
 
 pub mod decompress;
 pub mod json;
+pub mod json_stream;
 pub mod sse;
