@@ -15,6 +15,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crate::http1;
+
 /// First line of the swappable filter block in `envoy/streamtap.yaml`.
 pub const FILTER_BEGIN_MARKER: &str = "# >>> streamtap filter";
 /// Last line of the swappable filter block in `envoy/streamtap.yaml`.
@@ -793,66 +795,9 @@ pub fn http_get(addr: SocketAddr, path: &str, timeout: Duration) -> Result<(u16,
     stream
         .read_to_end(&mut raw)
         .map_err(|e| format!("read the answer to GET {path} from {addr}: {e}"))?;
-    parse_http_response(&raw).map_err(|e| format!("GET {path} from {addr}: {e}"))
-}
-
-fn parse_http_response(raw: &[u8]) -> Result<(u16, String), String> {
-    let head_end = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or_else(|| format!("incomplete response ({} bytes)", raw.len()))?;
-    let head = String::from_utf8_lossy(raw.get(..head_end).unwrap_or_default());
-    let body = raw.get(head_end + 4..).unwrap_or_default();
-    let mut lines = head.split("\r\n");
-    let status_line = lines.next().unwrap_or("");
-    let code = status_line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse::<u16>().ok())
-        .ok_or_else(|| format!("bad status line {status_line:?}"))?;
-    let mut chunked = false;
-    let mut length: Option<usize> = None;
-    for line in lines {
-        if let Some((k, v)) = line.split_once(':') {
-            let k = k.trim().to_ascii_lowercase();
-            let v = v.trim();
-            if k == "transfer-encoding" && v.to_ascii_lowercase().contains("chunked") {
-                chunked = true;
-            } else if k == "content-length" {
-                length = v.parse().ok();
-            }
-        }
-    }
-    let body = if chunked {
-        decode_chunked(body)?
-    } else if let Some(n) = length {
-        body.get(..n.min(body.len())).unwrap_or_default().to_vec()
-    } else {
-        body.to_vec()
-    };
-    Ok((code, String::from_utf8_lossy(&body).into_owned()))
-}
-
-fn decode_chunked(mut data: &[u8]) -> Result<Vec<u8>, String> {
-    let mut out = Vec::new();
-    loop {
-        let line_end = data
-            .windows(2)
-            .position(|w| w == b"\r\n")
-            .ok_or("truncated chunked body")?;
-        let size_text =
-            String::from_utf8_lossy(data.get(..line_end).unwrap_or_default()).into_owned();
-        let size_hex = size_text.split(';').next().unwrap_or("").trim();
-        let size = usize::from_str_radix(size_hex, 16)
-            .map_err(|_| format!("bad chunk size {size_hex:?}"))?;
-        data = data.get(line_end + 2..).unwrap_or_default();
-        if size == 0 {
-            return Ok(out);
-        }
-        let chunk = data.get(..size).ok_or("truncated chunk")?;
-        out.extend_from_slice(chunk);
-        data = data.get(size + 2..).unwrap_or_default();
-    }
+    let (head, body) =
+        http1::parse_response(&raw).map_err(|e| format!("GET {path} from {addr}: {e}"))?;
+    Ok((head.status, String::from_utf8_lossy(&body).into_owned()))
 }
 
 #[cfg(test)]
@@ -1013,17 +958,6 @@ mod tests {
         assert_eq!(s.get("cluster.llm_upstream.upstream_rq_200"), Some(&3));
         assert_eq!(s.get("http.ingress_http.downstream_cx_active"), Some(&1));
         assert_eq!(s.len(), 2);
-    }
-
-    #[test]
-    fn http_response_parsing() {
-        let raw = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n";
-        assert_eq!(
-            parse_http_response(raw).unwrap(),
-            (200, "hello world".to_string())
-        );
-        let raw = b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 4\r\n\r\nbusy";
-        assert_eq!(parse_http_response(raw).unwrap(), (503, "busy".to_string()));
     }
 
     #[test]

@@ -4,6 +4,7 @@
 pub mod client;
 pub mod collector;
 pub mod envoy;
+pub mod http1;
 pub mod loadgen;
 pub mod procfs;
 pub mod replay;

@@ -33,9 +33,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 use serde_json::{json, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Runtime;
+
+use crate::http1::request::read_request_async;
+use crate::http1::{Request, RequestReader};
 
 /// Records kept for [`MockUpstream::wait_sent`]; older ones are forgotten so a
 /// long load run cannot grow memory without bound.
@@ -49,8 +52,6 @@ const DEFAULT_INTERVAL_MS: u64 = 20;
 /// as separate TCP reads.
 const SPLIT_PIECE_GAP: Duration = Duration::from_millis(2);
 const MAX_TOKENS: usize = 1_000_000;
-const MAX_HEAD_BYTES: usize = 64 * 1024;
-const MAX_REQUEST_BODY_BYTES: usize = 16 * 1024 * 1024;
 /// The longest `x-mock-idle-after` holds a stream.
 const MAX_IDLE: Duration = Duration::from_secs(600);
 /// The JSON key of the send-time stamp (`x-mock-stamp: 1`).
@@ -224,9 +225,9 @@ async fn serve_connection(mut stream: TcpStream, shared: Arc<Shared>) {
     if stream.set_nodelay(true).is_err() {
         return;
     }
-    let mut unread = Vec::new();
+    let mut reader = RequestReader::default();
     loop {
-        let request = match read_request(&mut stream, &mut unread).await {
+        let request = match read_request_async(&mut stream, &mut reader).await {
             Ok(Some(request)) => request,
             Ok(None) => return,
             Err(err) if err.kind() == io::ErrorKind::InvalidData => {
@@ -246,183 +247,6 @@ async fn serve_connection(mut stream: TcpStream, shared: Arc<Shared>) {
             return;
         }
     }
-}
-
-struct Request {
-    method: String,
-    path: String,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-    http10: bool,
-}
-
-impl Request {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn wants_close(&self) -> bool {
-        let connection = self.header("connection").unwrap_or("").to_ascii_lowercase();
-        if self.http10 {
-            !connection.contains("keep-alive")
-        } else {
-            connection.contains("close")
-        }
-    }
-}
-
-fn malformed(message: impl Into<String>) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, message.into())
-}
-
-/// Reads more bytes into `buf`; an end of stream here is an error because
-/// the caller is in the middle of a request.
-async fn read_more(stream: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<()> {
-    let mut chunk = [0u8; 16 * 1024];
-    let n = stream.read(&mut chunk).await?;
-    if n == 0 {
-        return Err(io::Error::new(
-            io::ErrorKind::UnexpectedEof,
-            "connection closed inside a request",
-        ));
-    }
-    buf.extend_from_slice(&chunk[..n]);
-    Ok(())
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
-}
-
-/// Index of the CRLF ending the line that starts at `from`, reading as needed.
-async fn line_end(stream: &mut TcpStream, buf: &mut Vec<u8>, from: usize) -> io::Result<usize> {
-    loop {
-        if let Some(i) = buf.get(from..).and_then(|rest| find(rest, b"\r\n")) {
-            return Ok(from + i);
-        }
-        if buf.len() - from > MAX_HEAD_BYTES {
-            return Err(malformed("line too long"));
-        }
-        read_more(stream, buf).await?;
-    }
-}
-
-/// Reads one request; `Ok(None)` when the peer closed between requests.
-/// Bytes past the request stay in `buf` for the next one (pipelining).
-async fn read_request(stream: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<Option<Request>> {
-    let head_end = loop {
-        if let Some(i) = find(buf, b"\r\n\r\n") {
-            break i;
-        }
-        if buf.len() > MAX_HEAD_BYTES {
-            return Err(malformed("request head too large"));
-        }
-        let mut chunk = [0u8; 16 * 1024];
-        let n = stream.read(&mut chunk).await?;
-        if n == 0 {
-            return if buf.is_empty() {
-                Ok(None)
-            } else {
-                Err(malformed("connection closed inside a request head"))
-            };
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    };
-    let head = std::str::from_utf8(&buf[..head_end])
-        .map_err(|_| malformed("request head is not UTF-8"))?;
-    let mut lines = head.split("\r\n");
-    let request_line = lines.next().unwrap_or("");
-    let mut parts = request_line.split(' ');
-    let (Some(method), Some(path), Some(version), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(malformed(format!("bad request line {request_line:?}")));
-    };
-    let http10 = match version {
-        "HTTP/1.1" => false,
-        "HTTP/1.0" => true,
-        _ => return Err(malformed(format!("unsupported version {version:?}"))),
-    };
-    let mut headers = Vec::new();
-    for line in lines {
-        let (name, value) = line
-            .split_once(':')
-            .ok_or_else(|| malformed(format!("bad header line {line:?}")))?;
-        headers.push((name.trim().to_ascii_lowercase(), value.trim().to_string()));
-    }
-    let mut request = Request {
-        method: method.to_string(),
-        path: path.to_string(),
-        headers,
-        body: Vec::new(),
-        http10,
-    };
-    let body_start = head_end + 4;
-
-    if request
-        .header("expect")
-        .is_some_and(|v| v.eq_ignore_ascii_case("100-continue"))
-    {
-        stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await?;
-    }
-
-    let chunked = request
-        .header("transfer-encoding")
-        .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
-    let consumed = if chunked {
-        let mut pos = body_start;
-        loop {
-            let end = line_end(stream, buf, pos).await?;
-            let size_line = std::str::from_utf8(&buf[pos..end]).unwrap_or("");
-            let size_hex = size_line.split(';').next().unwrap_or("").trim();
-            let size = usize::from_str_radix(size_hex, 16)
-                .map_err(|_| malformed(format!("bad chunk size {size_line:?}")))?;
-            pos = end + 2;
-            if size == 0 {
-                // Trailers, up to and including the empty line.
-                loop {
-                    let end = line_end(stream, buf, pos).await?;
-                    let empty = end == pos;
-                    pos = end + 2;
-                    if empty {
-                        break;
-                    }
-                }
-                break pos;
-            }
-            if request.body.len() + size > MAX_REQUEST_BODY_BYTES {
-                return Err(malformed("request body too large"));
-            }
-            while buf.len() < pos + size + 2 {
-                read_more(stream, buf).await?;
-            }
-            request.body.extend_from_slice(&buf[pos..pos + size]);
-            if &buf[pos + size..pos + size + 2] != b"\r\n" {
-                return Err(malformed("chunk data not followed by CRLF"));
-            }
-            pos += size + 2;
-        }
-    } else {
-        let length = match request.header("content-length") {
-            Some(v) => v
-                .parse::<usize>()
-                .map_err(|_| malformed(format!("bad content-length {v:?}")))?,
-            None => 0,
-        };
-        if length > MAX_REQUEST_BODY_BYTES {
-            return Err(malformed("request body too large"));
-        }
-        while buf.len() < body_start + length {
-            read_more(stream, buf).await?;
-        }
-        request.body = buf[body_start..body_start + length].to_vec();
-        body_start + length
-    };
-    buf.drain(..consumed);
-    Ok(Some(request))
 }
 
 /// Per-request behaviour, from the `x-mock-*` headers.
