@@ -10,3 +10,4 @@ pub mod procfs;
 pub mod replay;
 pub mod scripted;
 pub mod upstream;
+pub mod wait;
