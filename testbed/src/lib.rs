@@ -5,7 +5,6 @@ pub mod client;
 pub mod collector;
 pub mod envoy;
 pub mod http1;
-pub mod loadgen;
 pub mod procfs;
 pub mod replay;
 pub mod scripted;

@@ -7,7 +7,7 @@
 //! chunked framing and finds SSE events in place. It shares the machine with
 //! Envoy, so it does little per event: find the blank line ending the event,
 //! and, when delays are recorded, the send-time stamp the mock upstream put in
-//! it (`x-mock-stamp: 1`, see [`crate::upstream`]).
+//! it (`x-mock-stamp: 1`, see [`testbed::upstream`]).
 //!
 //! Per event, the delivery delay is the wall clock when the read that
 //! completed the event returned minus the stamp (the wall clock just before
@@ -24,8 +24,8 @@ use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 use tokio::time::{sleep, timeout, timeout_at};
 
-use crate::http1::{body_framing, take_response_head, BodyFraming, ResponseHead};
-use crate::upstream::{unix_micros, STAMP_KEY};
+use testbed::http1::{body_framing, take_response_head, BodyFraming, ResponseHead};
+use testbed::upstream::{unix_micros, STAMP_KEY};
 
 /// Path of every call.
 pub const CHAT_PATH: &str = "/v1/chat/completions";
@@ -574,7 +574,7 @@ pub fn spread(values: &[f64]) -> Option<Spread> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::upstream::MockUpstream;
+    use testbed::upstream::MockUpstream;
 
     #[test]
     fn percentile_is_nearest_rank() {
