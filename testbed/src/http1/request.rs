@@ -162,6 +162,19 @@ fn closed_inside_a_request() -> io::Error {
     )
 }
 
+/// Takes `read` (the bytes of one read) into `reader`; `Some` when the read
+/// was the peer's close: a clean end between requests, else an error.
+fn absorb(reader: &mut RequestReader, read: &[u8]) -> Option<io::Result<Option<Request>>> {
+    if !read.is_empty() {
+        reader.push(read);
+        return None;
+    }
+    Some(match reader.is_between_requests() {
+        true => Ok(None),
+        false => Err(closed_inside_a_request()),
+    })
+}
+
 /// The next request on a blocking connection; `Ok(None)` when the peer closed
 /// between requests. Malformed input is an `InvalidData` error.
 pub fn read_request<S: Read + Write>(
@@ -175,13 +188,9 @@ pub fn read_request<S: Read + Write>(
             Progress::SendContinue => conn.write_all(CONTINUE)?,
             Progress::NeedMore => {
                 let n = conn.read(&mut chunk)?;
-                if n == 0 {
-                    return match reader.is_between_requests() {
-                        true => Ok(None),
-                        false => Err(closed_inside_a_request()),
-                    };
+                if let Some(end) = absorb(reader, chunk.get(..n).unwrap_or_default()) {
+                    return end;
                 }
-                reader.push(chunk.get(..n).unwrap_or_default());
             }
         }
     }
@@ -199,13 +208,9 @@ pub async fn read_request_async<S: AsyncRead + AsyncWrite + Unpin>(
             Progress::SendContinue => conn.write_all(CONTINUE).await?,
             Progress::NeedMore => {
                 let n = conn.read(&mut chunk).await?;
-                if n == 0 {
-                    return match reader.is_between_requests() {
-                        true => Ok(None),
-                        false => Err(closed_inside_a_request()),
-                    };
+                if let Some(end) = absorb(reader, chunk.get(..n).unwrap_or_default()) {
+                    return end;
                 }
-                reader.push(chunk.get(..n).unwrap_or_default());
             }
         }
     }

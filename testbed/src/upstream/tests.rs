@@ -506,18 +506,17 @@ fn client_going_away_ends_the_stream_early() {
 #[test]
 fn records_are_bounded_and_keep_the_latest_per_id() {
     let shared = Shared::default();
+    let request = Request {
+        method: "POST".to_string(),
+        path: PATH.to_string(),
+        headers: Vec::new(),
+        body: Vec::new(),
+        http10: false,
+    };
     let sent = |status| SentStream {
         status,
-        request_headers: Vec::new(),
-        request_body: Vec::new(),
-        body: Vec::new(),
-        events: Vec::new(),
-        started: Instant::now(),
-        content: String::new(),
-        completion_tokens: 0,
-        prompt_tokens: 0,
-        response_id: String::new(),
         complete: true,
+        ..SentStream::answering(&request)
     };
     shared.record(Some("again"), sent(500));
     for i in 0..MAX_RECORDS {
