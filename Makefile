@@ -110,7 +110,7 @@ bench: build bench-filters venv ## Measure streamtap's cost side by side (~5 min
 	  SUDO=$$([[ $$(id -u) -eq 0 ]] || echo sudo); \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq fonts-dejavu-core; \
 	fi
-	$(CARGO) run --release -q -p streamtap-testbed --bin bench
+	$(CARGO) run --release -q -p streamtap-bench --bin bench
 
 # `make images`: local images FROM scratch (no pulls needed) for docker-compose.yml:
 # the .venv Envoy binary, the testbed's mock-upstream and collector, each with the

@@ -10,10 +10,10 @@
     clippy::indexing_slicing
 )]
 
-mod faults;
+mod support;
 
-use faults::{chat_request, chat_stream, FaultStack, FAST_EXPORT};
 use std::time::Duration;
+use support::{chat_request, chat_stream, FaultStack, FAST_EXPORT};
 use testbed::scripted::{Chunking, End, Script};
 
 const CHAT: &str = "/v1/chat/completions";

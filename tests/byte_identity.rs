@@ -14,12 +14,12 @@
     clippy::indexing_slicing
 )]
 
-mod faults;
+mod support;
 
-use faults::{chat_event, chat_request, chat_stream, next_id, FaultStack, FAST_EXPORT};
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+use support::{chat_event, chat_request, chat_stream, next_id, FaultStack, FAST_EXPORT};
 use testbed::client;
 use testbed::scripted::{Chunking, Script};
 

@@ -23,6 +23,7 @@ use serde_json::Value;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use testbed::client::{self, StreamResult};
+use testbed::wait::eventually;
 
 /// Published by docker-compose.yml on 127.0.0.1.
 const LISTENER: &str = "127.0.0.1:10000";
@@ -54,19 +55,18 @@ fn enabled() -> bool {
 
 /// Polls `GET path` until it answers 200, or panics after `timeout`.
 fn wait_for_200(at: SocketAddr, path: &str, timeout: Duration) {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let last = match client::get(at, path) {
-            Ok((200, _)) => return,
+    let mut last = String::new();
+    eventually(timeout, || {
+        last = match client::get(at, path) {
+            Ok((200, _)) => return Some(()),
             Ok((status, body)) => format!("status {status}: {}", body.trim()),
             Err(err) => err.to_string(),
         };
-        assert!(
-            Instant::now() < deadline,
-            "GET http://{at}{path} did not answer 200 within {timeout:?}; last: {last}"
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    }
+        None
+    })
+    .unwrap_or_else(|| {
+        panic!("GET http://{at}{path} did not answer 200 within {timeout:?}; last: {last}")
+    });
 }
 
 /// Where each SSE event ends in `body` (offset just past its blank line), with
@@ -226,27 +226,21 @@ fn compose_stack_streams_live_and_the_collector_gets_the_summary() {
 
     // The filter exports every 100 ms; the collector is reached by its
     // compose service name from inside Envoy's container.
-    let deadline = Instant::now() + Duration::from_secs(10);
     let expected_content: String = (0..TOKENS).map(|i| format!("tok{i} ")).collect();
-    let summary = loop {
-        let (status, body) = client::get(addr(COLLECTOR), "/calls").expect("GET /calls");
+    let mut body = String::new();
+    let summary = eventually(Duration::from_secs(10), || {
+        let (status, answer) = client::get(addr(COLLECTOR), "/calls").expect("GET /calls");
+        body = answer;
         assert_eq!(status, 200, "{body}");
         let calls: Value = serde_json::from_str(&body).expect("collector answers JSON");
-        let found = calls["calls"]
+        calls["calls"]
             .as_array()
             .expect("calls array")
             .iter()
             .find(|c| c["content"] == expected_content.as_str())
-            .cloned();
-        if let Some(summary) = found {
-            break summary;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the collector has no summary of the call after 10 s: {body}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    };
+            .cloned()
+    })
+    .unwrap_or_else(|| panic!("the collector has no summary of the call after 10 s: {body}"));
     println!("collector summary: {summary}");
     assert_eq!(summary["path"], "/v1/chat/completions");
     assert_eq!(summary["provider"], "openai");

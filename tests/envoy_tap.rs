@@ -10,10 +10,10 @@
     clippy::indexing_slicing
 )]
 
-mod common;
+mod support;
 
-use common::{dead_address, Call, Stack, FAST_EXPORT};
 use std::time::Duration;
+use support::{dead_address, eventually, Call, Stack, FAST_EXPORT};
 use testbed::client::check_live;
 use testbed::collector::Collector;
 use testbed::envoy::{Envoy, EnvoyOptions, FilterVariant};
@@ -181,22 +181,20 @@ fn collector_gets_one_summary_per_call_and_the_access_log_shows_it() {
 
     // The access log line prints the filter state written when the call ended.
     let (sent, _) = &exchanges[0];
-    let request_id = common::header(sent, "x-request-id").unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    let line = loop {
+    let request_id = support::header(sent, "x-request-id").unwrap();
+    let line = eventually(Duration::from_secs(5), || {
         let log = stack.envoy.access_log();
-        if let Some(line) = log
+        let line = log
             .lines()
-            .find(|l| l.contains(&format!("id={request_id}")))
-        {
-            break line.to_string();
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no access log line for {request_id}:\n{log}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+            .find(|l| l.contains(&format!("id={request_id}")))?;
+        Some(line.to_string())
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "no access log line for {request_id}:\n{}",
+            stack.envoy.access_log()
+        )
+    });
     let json = line
         .split_once("summary=")
         .map(|(_, s)| s)

@@ -9,11 +9,11 @@
     clippy::indexing_slicing
 )]
 
-mod common;
+mod support;
 
-use common::{Call, Stack};
 use std::net::TcpListener;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use support::{eventually, Call, Stack};
 use testbed::client::check_live;
 use testbed::collector::Collector;
 use testbed::envoy::{Envoy, EnvoyOptions};
@@ -34,32 +34,25 @@ fn calls_through(stack: &Stack, n: usize) -> Vec<String> {
         let (sent, got) = stack.chat(&call);
         assert_eq!(got.status, 200);
         check_live(&sent, &got, LIVE_BOUND).unwrap_or_else(|e| panic!("call {i}: {e}"));
-        ids.push(common::header(&sent, "x-request-id").unwrap());
+        ids.push(support::header(&sent, "x-request-id").unwrap());
     }
     ids
 }
 
 fn assert_each_summary_once(collector: &Collector, ids: &[String]) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
+    let mut found = 0;
+    let calls = eventually(Duration::from_secs(20), || {
         let calls = collector.calls();
-        let found = ids
+        found = ids
             .iter()
             .filter(|id| calls.iter().any(|c| c["id"] == id.as_str()))
             .count();
-        if found == ids.len() {
-            for id in ids {
-                let copies = calls.iter().filter(|c| c["id"] == id.as_str()).count();
-                assert_eq!(copies, 1, "summary {id} arrived {copies} times");
-            }
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "only {found} of {} summaries arrived",
-            ids.len()
-        );
-        std::thread::sleep(Duration::from_millis(50));
+        (found == ids.len()).then_some(calls)
+    })
+    .unwrap_or_else(|| panic!("only {found} of {} summaries arrived", ids.len()));
+    for id in ids {
+        let copies = calls.iter().filter(|c| c["id"] == id.as_str()).count();
+        assert_eq!(copies, 1, "summary {id} arrived {copies} times");
     }
 }
 
@@ -67,7 +60,7 @@ fn assert_each_summary_once(collector: &Collector, ids: &[String]) {
 fn collector_down_then_started_receives_the_backlog() {
     // Reserve an address, leave it dead while the calls run, then start the
     // collector on it.
-    let addr = common::dead_address();
+    let addr = support::dead_address();
     let upstream = MockUpstream::start().unwrap();
     let envoy = Envoy::start(&EnvoyOptions::new(upstream.addr, addr).with_plugin_config(CONFIG))
         .unwrap_or_else(|e| panic!("{e}"));

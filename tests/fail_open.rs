@@ -18,11 +18,11 @@
     clippy::indexing_slicing
 )]
 
-mod faults;
+mod support;
 
-use faults::{chat_request, chat_stream, FAST_EXPORT};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+use support::{chat_request, chat_stream, FAST_EXPORT};
 use testbed::client;
 use testbed::collector::Collector;
 use testbed::envoy::{default_wasm_path, template_path, Envoy, EnvoyOptions};

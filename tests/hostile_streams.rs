@@ -12,11 +12,11 @@
     clippy::indexing_slicing
 )]
 
-mod faults;
+mod support;
 
-use faults::{chat_event, chat_request, chat_stream, FaultStack, FAST_EXPORT};
 use serde_json::Value;
 use std::time::Duration;
+use support::{chat_event, chat_request, chat_stream, FaultStack, FAST_EXPORT};
 use testbed::scripted::{Chunking, End, Script};
 
 const PATHS: &[&str] = &[

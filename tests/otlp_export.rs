@@ -10,11 +10,11 @@
     clippy::indexing_slicing
 )]
 
-mod common;
+mod support;
 
-use common::{Call, Stack};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use support::{eventually, Call, Stack};
 use testbed::envoy::{workspace_root, FilterVariant};
 
 /// Parses `body` with the official definitions; returns the number of log
@@ -59,10 +59,10 @@ fn otlp_logs_are_accepted_by_the_official_protobuf_definitions() {
         stack.chat(&Call::default());
     }
     // Every POST must parse; together they carry one record per call.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let (posts, records, keys) = loop {
+    let mut records = 0;
+    let (posts, records, keys) = eventually(Duration::from_secs(10), || {
         let posts = stack.collector.otlp_posts();
-        let mut records = 0;
+        records = 0;
         let mut keys = Vec::new();
         for post in &posts {
             let body = post.to_string();
@@ -71,16 +71,9 @@ fn otlp_logs_are_accepted_by_the_official_protobuf_definitions() {
             records += n;
             keys = k;
         }
-        if records >= 2 {
-            break (posts, records, keys);
-        }
-        assert!(
-            Instant::now() < deadline,
-            "only {records} OTLP records arrived\n{}",
-            stack.envoy.log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+        (records >= 2).then_some((posts, records, keys))
+    })
+    .unwrap_or_else(|| panic!("only {records} OTLP records arrived\n{}", stack.envoy.log()));
     assert_eq!(records, 2);
     assert!(
         stack.collector.calls().is_empty(),

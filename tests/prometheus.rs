@@ -8,10 +8,10 @@
     clippy::indexing_slicing
 )]
 
-mod common;
+mod support;
 
-use common::{Call, Stack};
 use std::time::Duration;
+use support::{eventually, Call, Stack};
 
 #[test]
 fn filter_stats_are_scraped_from_stats_prometheus() {
@@ -53,16 +53,8 @@ fn filter_stats_are_scraped_from_stats_prometheus() {
     assert!(text.contains("# TYPE streamtap_calls counter"));
     assert!(text.contains("# TYPE streamtap_ttft_ms histogram"));
     // Histograms reach the admin endpoint at Envoy's stats flush (every 5 s).
-    let deadline = std::time::Instant::now() + Duration::from_secs(12);
-    loop {
-        if value(&scrape(), "streamtap_ttft_ms_count{}") == Some(3.0) {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "TTFT histogram never counted 3 calls:\n{}",
-            scrape()
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    }
+    eventually(Duration::from_secs(12), || {
+        (value(&scrape(), "streamtap_ttft_ms_count{}") == Some(3.0)).then_some(())
+    })
+    .unwrap_or_else(|| panic!("TTFT histogram never counted 3 calls:\n{}", scrape()));
 }

@@ -10,7 +10,7 @@
     clippy::indexing_slicing
 )]
 
-mod common;
+mod support;
 
 use serde_json::Value;
 use std::time::Duration;
@@ -52,7 +52,7 @@ fn every_provider_fixture_through_envoy_plain_and_gzip() {
     let upstream = ReplayUpstream::start().unwrap();
     let collector = Collector::start().unwrap();
     let opts =
-        EnvoyOptions::new(upstream.addr, collector.addr).with_plugin_config(common::FAST_EXPORT);
+        EnvoyOptions::new(upstream.addr, collector.addr).with_plugin_config(support::FAST_EXPORT);
     let envoy = Envoy::start(&opts).unwrap_or_else(|e| panic!("{e}"));
 
     let mut checked = 0;

@@ -11,10 +11,10 @@
     clippy::indexing_slicing
 )]
 
-mod faults;
+mod support;
 
-use faults::{chat_stream, FaultStack};
 use std::time::Duration;
+use support::{chat_stream, FaultStack};
 use testbed::envoy::{template_path, EnvoyOptions};
 use testbed::scripted::{Script, ScriptedUpstream};
 
@@ -126,7 +126,7 @@ fn header_secret_values() -> Vec<&'static str> {
 
 #[test]
 fn no_credential_reaches_summaries_filter_state_or_logs() {
-    let (summaries, access, log) = run(faults::FAST_EXPORT, "info");
+    let (summaries, access, log) = run(support::FAST_EXPORT, "info");
     let all: Vec<&str> = header_secret_values()
         .into_iter()
         .chain(BODY_SECRETS.iter().copied())
@@ -157,7 +157,7 @@ fn the_filter_logs_no_credential_even_at_debug_level() {
     // At debug level Envoy itself prints whole request headers (its own
     // `request headers complete` dump): only the Wasm component's lines are
     // streamtap's.
-    let (summaries, access, log) = run(faults::FAST_EXPORT, "debug");
+    let (summaries, access, log) = run(support::FAST_EXPORT, "debug");
     let wasm_lines: String = log
         .lines()
         .filter(|l| l.contains("[wasm]") || l.contains("wasm log"))

@@ -13,11 +13,11 @@
     clippy::indexing_slicing
 )]
 
-mod faults;
+mod support;
 
-use faults::{chat_request, chat_stream, FaultStack, FAST_EXPORT};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
+use support::{chat_request, chat_stream, FaultStack, FAST_EXPORT};
 use testbed::client;
 use testbed::scripted::{Chunking, End, Script};
 

@@ -10,16 +10,13 @@ use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
+use crate::http1::{body_framing, take_response_head, BodyFraming};
 use crate::upstream::SentStream;
 
 /// Tests fail after this long without a byte instead of hanging.
 const READ_TIMEOUT: Duration = Duration::from_secs(30);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const READ_BUFFER_BYTES: usize = 64 * 1024;
-const MAX_HEAD_BYTES: usize = 64 * 1024;
-
-/// Lowercase names, in the order received.
-type Headers = Vec<(String, String)>;
 
 /// A response as the client received it.
 #[derive(Clone, Debug)]
@@ -138,14 +135,6 @@ pub fn get(addr: SocketAddr, path: &str) -> io::Result<(u16, String)> {
     ))
 }
 
-/// How the response body ends.
-#[derive(Debug)]
-enum Framing {
-    Chunked(ChunkedDecoder),
-    Length(usize),
-    UntilClose,
-}
-
 fn exchange(
     addr: SocketAddr,
     method: &str,
@@ -191,7 +180,7 @@ fn exchange(
     };
     let mut buf = vec![0u8; READ_BUFFER_BYTES];
     let mut head_bytes = Vec::new();
-    let mut framing: Option<Framing> = None;
+    let mut framing: Option<BodyFraming> = None;
 
     loop {
         let n = match stream.read(&mut buf) {
@@ -219,7 +208,7 @@ fn exchange(
         let data = buf.get(..n).unwrap_or_default();
         if n == 0 {
             match framing {
-                Some(Framing::UntilClose) => result.complete = true,
+                Some(BodyFraming::UntilClose) => result.complete = true,
                 Some(_) => {}
                 None => {
                     return Err(io::Error::new(
@@ -236,17 +225,14 @@ fn exchange(
             Some(framing) => decode(framing, data, &mut piece)?,
             None => {
                 head_bytes.extend_from_slice(data);
-                let Some((status, headers)) = take_final_head(&mut head_bytes)? else {
+                let Some(head) = take_response_head(&mut head_bytes).map_err(invalid)? else {
                     continue;
                 };
-                result.status = status;
-                result.headers = headers;
+                let framing = framing.insert(body_framing(&head, method == "HEAD"));
+                result.status = head.status;
+                result.headers = head.headers;
                 // The body bytes that came in the same read as the head.
-                decode(
-                    framing.insert(body_framing(method, &result)),
-                    &std::mem::take(&mut head_bytes),
-                    &mut piece,
-                )?
+                decode(framing, &std::mem::take(&mut head_bytes), &mut piece)?
             }
         };
         if !piece.is_empty() {
@@ -265,171 +251,14 @@ fn exchange(
     }
 }
 
-/// Takes a complete final response head from the front of `head_bytes`,
-/// skipping interim (1xx) responses; the bytes after it stay in `head_bytes`.
-fn take_final_head(head_bytes: &mut Vec<u8>) -> io::Result<Option<(u16, Headers)>> {
-    loop {
-        let Some(end) = find(head_bytes, b"\r\n\r\n") else {
-            if head_bytes.len() > MAX_HEAD_BYTES {
-                return Err(invalid("response head too large"));
-            }
-            return Ok(None);
-        };
-        let (status, headers) = parse_head(head_bytes.get(..end).unwrap_or_default())?;
-        let rest = head_bytes.split_off(end + 4);
-        if (100..200).contains(&status) && status != 101 {
-            *head_bytes = rest;
-            continue;
-        }
-        *head_bytes = rest;
-        return Ok(Some((status, headers)));
-    }
-}
-
 /// Appends the body bytes in `input` to `out`; true once the body has ended.
-fn decode(framing: &mut Framing, input: &[u8], out: &mut Vec<u8>) -> io::Result<bool> {
-    match framing {
-        Framing::UntilClose => {
-            out.extend_from_slice(input);
-            Ok(false)
-        }
-        Framing::Length(left) => {
-            let take = input.len().min(*left);
-            out.extend_from_slice(&input[..take]);
-            *left -= take;
-            Ok(*left == 0)
-        }
-        Framing::Chunked(decoder) => decoder.feed(input, out),
-    }
-}
-
-fn body_framing(method: &str, result: &StreamResult) -> Framing {
-    let no_body = method == "HEAD" || result.status == 204 || result.status == 304;
-    if no_body {
-        return Framing::Length(0);
-    }
-    if result
-        .header("transfer-encoding")
-        .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"))
-    {
-        return Framing::Chunked(ChunkedDecoder::default());
-    }
-    match result
-        .header("content-length")
-        .and_then(|v| v.trim().parse().ok())
-    {
-        Some(length) => Framing::Length(length),
-        None => Framing::UntilClose,
-    }
+fn decode(framing: &mut BodyFraming, input: &[u8], out: &mut Vec<u8>) -> io::Result<bool> {
+    let (done, _) = framing.feed(input, out).map_err(invalid)?;
+    Ok(done)
 }
 
 fn invalid(message: impl Into<String>) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, message.into())
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
-}
-
-fn parse_head(head: &[u8]) -> io::Result<(u16, Headers)> {
-    let head = std::str::from_utf8(head).map_err(|_| invalid("response head is not UTF-8"))?;
-    let mut lines = head.split("\r\n");
-    let status_line = lines.next().unwrap_or("");
-    let status = status_line
-        .strip_prefix("HTTP/1.")
-        .and_then(|rest| rest.get(2..5))
-        .and_then(|code| code.parse().ok())
-        .ok_or_else(|| invalid(format!("bad status line {status_line:?}")))?;
-    let mut headers = Vec::new();
-    for line in lines {
-        let (name, value) = line
-            .split_once(':')
-            .ok_or_else(|| invalid(format!("bad header line {line:?}")))?;
-        headers.push((name.trim().to_ascii_lowercase(), value.trim().to_string()));
-    }
-    Ok((status, headers))
-}
-
-/// Incremental decoder for `transfer-encoding: chunked`, fed whatever each
-/// read brought.
-#[derive(Debug, Default)]
-struct ChunkedDecoder {
-    state: ChunkState,
-    line: Vec<u8>,
-}
-
-#[derive(Debug, Default)]
-enum ChunkState {
-    #[default]
-    Size,
-    Data(usize),
-    DataEnd(usize),
-    Trailers,
-    Done,
-}
-
-impl ChunkedDecoder {
-    /// Appends decoded data to `out`; true once the last chunk and trailers
-    /// have been read.
-    fn feed(&mut self, mut input: &[u8], out: &mut Vec<u8>) -> io::Result<bool> {
-        while !input.is_empty() {
-            match self.state {
-                ChunkState::Size | ChunkState::Trailers => {
-                    let Some(newline) = input.iter().position(|&b| b == b'\n') else {
-                        self.line.extend_from_slice(input);
-                        if self.line.len() > MAX_HEAD_BYTES {
-                            return Err(invalid("chunk size line too long"));
-                        }
-                        return Ok(false);
-                    };
-                    self.line.extend_from_slice(&input[..newline]);
-                    input = &input[newline + 1..];
-                    let line = std::mem::take(&mut self.line);
-                    let line = line.strip_suffix(b"\r").unwrap_or(&line);
-                    self.state = match self.state {
-                        ChunkState::Size => {
-                            let text = std::str::from_utf8(line).unwrap_or("");
-                            let hex = text.split(';').next().unwrap_or("").trim();
-                            let size = usize::from_str_radix(hex, 16)
-                                .map_err(|_| invalid(format!("bad chunk size line {text:?}")))?;
-                            if size == 0 {
-                                ChunkState::Trailers
-                            } else {
-                                ChunkState::Data(size)
-                            }
-                        }
-                        _ if line.is_empty() => ChunkState::Done,
-                        _ => ChunkState::Trailers,
-                    };
-                }
-                ChunkState::Data(left) => {
-                    let take = input.len().min(left);
-                    out.extend_from_slice(&input[..take]);
-                    input = &input[take..];
-                    self.state = if take == left {
-                        ChunkState::DataEnd(2)
-                    } else {
-                        ChunkState::Data(left - take)
-                    };
-                }
-                ChunkState::DataEnd(left) => {
-                    let expected: &[u8] = if left == 2 { b"\r\n" } else { b"\n" };
-                    let take = input.len().min(left);
-                    if input[..take] != expected[..take] {
-                        return Err(invalid("chunk data not followed by CRLF"));
-                    }
-                    input = &input[take..];
-                    self.state = if take == left {
-                        ChunkState::Size
-                    } else {
-                        ChunkState::DataEnd(left - take)
-                    };
-                }
-                ChunkState::Done => return Ok(true),
-            }
-        }
-        Ok(matches!(self.state, ChunkState::Done))
-    }
 }
 
 /// Per-event delays between the upstream's send and the client's receipt.
@@ -499,30 +328,6 @@ pub fn check_live(
 mod tests {
     use super::*;
     use std::net::TcpListener;
-
-    #[test]
-    fn chunked_decoder_handles_any_split_extensions_and_trailers() {
-        let wire = b"5;name=value\r\nhello\r\n7\r\n, world\r\n0\r\nx-trailer: 1\r\n\r\n";
-        for cut in 0..wire.len() {
-            let mut decoder = ChunkedDecoder::default();
-            let mut out = Vec::new();
-            assert!(!decoder.feed(&wire[..cut], &mut out).unwrap(), "cut {cut}");
-            assert!(decoder.feed(&wire[cut..], &mut out).unwrap(), "cut {cut}");
-            assert_eq!(out, b"hello, world", "cut {cut}");
-        }
-        let mut decoder = ChunkedDecoder::default();
-        let mut out = Vec::new();
-        let done: Vec<bool> = wire
-            .iter()
-            .map(|byte| decoder.feed(std::slice::from_ref(byte), &mut out).unwrap())
-            .collect();
-        assert_eq!(done.iter().filter(|&&d| d).count(), 1);
-        assert_eq!(done.last(), Some(&true));
-        assert!(ChunkedDecoder::default().feed(b"zz\r\n", &mut out).is_err());
-        assert!(ChunkedDecoder::default()
-            .feed(b"1\r\nab", &mut out)
-            .is_err());
-    }
 
     #[test]
     fn arrival_of_offset_finds_the_read_that_completed_it() {

@@ -12,8 +12,11 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::thread;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::http1;
+use crate::wait::eventually;
 
 /// First line of the swappable filter block in `envoy/streamtap.yaml`.
 pub const FILTER_BEGIN_MARKER: &str = "# >>> streamtap filter";
@@ -25,7 +28,6 @@ pub const DEFAULT_PLUGIN_CONFIG: &str =
     r#"{"collector":{"cluster":"streamtap_collector","flush_interval_ms":100}}"#;
 
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
-const POLL_EVERY: Duration = Duration::from_millis(50);
 const ADMIN_IO_TIMEOUT: Duration = Duration::from_secs(5);
 const STOP_GRACE: Duration = Duration::from_secs(5);
 /// Envoy buffers its log file and file access logs and flushes them every 10 s by
@@ -528,19 +530,20 @@ impl Envoy {
     }
 
     fn wait_ready(&mut self) -> Result<(), String> {
-        let deadline = Instant::now() + READY_TIMEOUT;
-        loop {
+        let mut last = String::from("not polled yet");
+        // `Some(Ok)`: ready; `Some(Err)`: Envoy is gone; `None`: not yet.
+        let outcome = eventually(READY_TIMEOUT, || {
             if let Some(child) = self.child.as_mut() {
                 match child.try_wait() {
-                    Ok(Some(status)) => return Err(format!("Envoy exited ({status})")),
+                    Ok(Some(status)) => return Some(Err(format!("Envoy exited ({status})"))),
                     Ok(None) => {}
-                    Err(e) => return Err(format!("cannot poll the Envoy process: {e}")),
+                    Err(e) => return Some(Err(format!("cannot poll the Envoy process: {e}"))),
                 }
             }
-            let last = match http_get(self.admin, "/ready", Duration::from_secs(1)) {
+            last = match http_get(self.admin, "/ready", Duration::from_secs(1)) {
                 Ok((200, _)) => {
                     if TcpStream::connect_timeout(&self.listener, Duration::from_secs(1)).is_ok() {
-                        return Ok(());
+                        return Some(Ok(()));
                     }
                     format!(
                         "admin ready but listener {} refuses connections",
@@ -550,11 +553,9 @@ impl Envoy {
                 Ok((code, body)) => format!("admin /ready answered {code}: {}", body.trim()),
                 Err(e) => e,
             };
-            if Instant::now() >= deadline {
-                return Err(format!("not ready after {READY_TIMEOUT:?} ({last})"));
-            }
-            thread::sleep(POLL_EVERY);
-        }
+            None
+        });
+        outcome.unwrap_or_else(|| Err(format!("not ready after {READY_TIMEOUT:?} ({last})")))
     }
 
     /// The process id of Envoy, while it runs.
@@ -588,14 +589,8 @@ impl Envoy {
     /// Poll `name` every 50 ms until it reaches `at_least` or `timeout` passes;
     /// returns the last value seen.
     pub fn wait_for_stat(&self, name: &str, at_least: u64, timeout: Duration) -> u64 {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let v = self.stat(name);
-            if v >= at_least || Instant::now() >= deadline {
-                return v;
-            }
-            thread::sleep(POLL_EVERY);
-        }
+        eventually(timeout, || Some(self.stat(name)).filter(|&v| v >= at_least))
+            .unwrap_or_else(|| self.stat(name))
     }
 
     /// `GET path` on the admin port: (status, body).
@@ -625,13 +620,13 @@ impl Envoy {
     /// Poll [`Envoy::log`] until it contains `needle` (Envoy flushes its log file
     /// every 50 ms, so a line shows up shortly after it is logged).
     pub fn wait_for_log(&self, needle: &str, timeout: Duration) -> bool {
-        wait_until(timeout, || self.log().contains(needle))
+        eventually(timeout, || self.log().contains(needle).then_some(())).is_some()
     }
 
     /// Poll [`Envoy::access_log`] until it contains `needle`. An access log line is
     /// written when the request ends (after `on_log`), then flushed within 50 ms.
     pub fn wait_for_access_log(&self, needle: &str, timeout: Duration) -> bool {
-        wait_until(timeout, || self.access_log().contains(needle))
+        eventually(timeout, || self.access_log().contains(needle).then_some(())).is_some()
     }
 
     /// Stop Envoy now: SIGTERM, then SIGKILL if it has not exited within 5 s.
@@ -652,14 +647,9 @@ impl Envoy {
             .status()
             .map(|s| s.success())
             .unwrap_or(false);
-        if termed {
-            let deadline = Instant::now() + STOP_GRACE;
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = child.try_wait() {
-                    return;
-                }
-                thread::sleep(Duration::from_millis(20));
-            }
+        let exited = || matches!(child.try_wait(), Ok(Some(_))).then_some(());
+        if termed && eventually(STOP_GRACE, exited).is_some() {
+            return;
         }
         let _ = child.kill();
         let _ = child.wait();
@@ -687,19 +677,6 @@ impl StartError {
         match self {
             StartError::AddrInUse(m) | StartError::Other(m) => m,
         }
-    }
-}
-
-fn wait_until(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if done() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        thread::sleep(POLL_EVERY);
     }
 }
 
@@ -793,73 +770,14 @@ pub fn http_get(addr: SocketAddr, path: &str, timeout: Duration) -> Result<(u16,
     stream
         .read_to_end(&mut raw)
         .map_err(|e| format!("read the answer to GET {path} from {addr}: {e}"))?;
-    parse_http_response(&raw).map_err(|e| format!("GET {path} from {addr}: {e}"))
-}
-
-fn parse_http_response(raw: &[u8]) -> Result<(u16, String), String> {
-    let head_end = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or_else(|| format!("incomplete response ({} bytes)", raw.len()))?;
-    let head = String::from_utf8_lossy(raw.get(..head_end).unwrap_or_default());
-    let body = raw.get(head_end + 4..).unwrap_or_default();
-    let mut lines = head.split("\r\n");
-    let status_line = lines.next().unwrap_or("");
-    let code = status_line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse::<u16>().ok())
-        .ok_or_else(|| format!("bad status line {status_line:?}"))?;
-    let mut chunked = false;
-    let mut length: Option<usize> = None;
-    for line in lines {
-        if let Some((k, v)) = line.split_once(':') {
-            let k = k.trim().to_ascii_lowercase();
-            let v = v.trim();
-            if k == "transfer-encoding" && v.to_ascii_lowercase().contains("chunked") {
-                chunked = true;
-            } else if k == "content-length" {
-                length = v.parse().ok();
-            }
-        }
-    }
-    let body = if chunked {
-        decode_chunked(body)?
-    } else if let Some(n) = length {
-        body.get(..n.min(body.len())).unwrap_or_default().to_vec()
-    } else {
-        body.to_vec()
-    };
-    Ok((code, String::from_utf8_lossy(&body).into_owned()))
-}
-
-fn decode_chunked(mut data: &[u8]) -> Result<Vec<u8>, String> {
-    let mut out = Vec::new();
-    loop {
-        let line_end = data
-            .windows(2)
-            .position(|w| w == b"\r\n")
-            .ok_or("truncated chunked body")?;
-        let size_text =
-            String::from_utf8_lossy(data.get(..line_end).unwrap_or_default()).into_owned();
-        let size_hex = size_text.split(';').next().unwrap_or("").trim();
-        let size = usize::from_str_radix(size_hex, 16)
-            .map_err(|_| format!("bad chunk size {size_hex:?}"))?;
-        data = data.get(line_end + 2..).unwrap_or_default();
-        if size == 0 {
-            return Ok(out);
-        }
-        let chunk = data.get(..size).ok_or("truncated chunk")?;
-        out.extend_from_slice(chunk);
-        data = data.get(size + 2..).unwrap_or_default();
-    }
+    let (head, body) =
+        http1::parse_response(&raw).map_err(|e| format!("GET {path} from {addr}: {e}"))?;
+    Ok((head.status, String::from_utf8_lossy(&body).into_owned()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::AtomicBool;
-    use std::sync::Arc;
 
     fn template() -> String {
         fs::read_to_string(template_path()).expect("envoy/streamtap.yaml")
@@ -1016,17 +934,6 @@ mod tests {
     }
 
     #[test]
-    fn http_response_parsing() {
-        let raw = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n";
-        assert_eq!(
-            parse_http_response(raw).unwrap(),
-            (200, "hello world".to_string())
-        );
-        let raw = b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 4\r\n\r\nbusy";
-        assert_eq!(parse_http_response(raw).unwrap(), (503, "busy".to_string()));
-    }
-
-    #[test]
     fn missing_wasm_says_make_build() {
         let o = opts(FilterVariant::Streamtap).with_wasm_path("/nonexistent/streamtap.wasm");
         let err = Envoy::start(&o).unwrap_err();
@@ -1034,155 +941,6 @@ mod tests {
             err.contains("make build") || err.contains("make venv"),
             "{err}"
         );
-    }
-
-    /// A TCP upstream answering every request on a connection with a fixed 200.
-    fn dummy_upstream() -> (SocketAddr, Arc<AtomicBool>) {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = l.local_addr().unwrap();
-        let stop = Arc::new(AtomicBool::new(false));
-        let stop2 = stop.clone();
-        thread::spawn(move || {
-            for conn in l.incoming() {
-                if stop2.load(Ordering::Relaxed) {
-                    break;
-                }
-                let Ok(mut c) = conn else { continue };
-                thread::spawn(move || {
-                    let mut buf = Vec::new();
-                    let mut tmp = [0u8; 4096];
-                    loop {
-                        match c.read(&mut tmp) {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => buf.extend_from_slice(&tmp[..n]),
-                        }
-                        while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                            buf.drain(..end + 4);
-                            let body = "hello from upstream";
-                            let resp = format!(
-                                "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {}\r\n\r\n{body}",
-                                body.len()
-                            );
-                            if c.write_all(resp.as_bytes()).is_err() {
-                                return;
-                            }
-                        }
-                    }
-                });
-            }
-        });
-        (addr, stop)
-    }
-
-    /// Never skip: a missing Envoy fails the test, saying what to run.
-    fn assert_envoy_present() {
-        let bin = envoy_bin();
-        assert!(
-            bin.exists(),
-            "Envoy not found at {} (run `make venv`)",
-            bin.display()
-        );
-    }
-
-    #[test]
-    fn real_envoy_without_filter_starts_proxies_and_stops() {
-        assert_envoy_present();
-        let (upstream, stop_upstream) = dummy_upstream();
-        let opts = EnvoyOptions::new(upstream, "127.0.0.1:9".parse().unwrap())
-            .with_filter(FilterVariant::NoFilter);
-        let envoy = Envoy::start(&opts).unwrap_or_else(|e| panic!("{e}"));
-        let pid = envoy.pid().unwrap();
-        let dir = envoy.dir().to_path_buf();
-        assert!(Path::new(&format!("/proc/{pid}")).exists());
-
-        let (code, body) = envoy.admin_get("/ready").unwrap();
-        assert_eq!((code, body.trim()), (200, "LIVE"));
-
-        let (code, body) = http_get(
-            envoy.listener,
-            "/v1/chat/completions",
-            Duration::from_secs(5),
-        )
-        .unwrap();
-        assert_eq!((code, body.as_str()), (200, "hello from upstream"));
-        assert_eq!(
-            envoy.wait_for_stat(
-                "cluster.llm_upstream.upstream_rq_200",
-                1,
-                Duration::from_secs(5)
-            ),
-            1
-        );
-        assert!(envoy.stat("http.ingress_http.downstream_rq_completed") >= 1);
-        assert_eq!(envoy.stat("no.such.stat"), 0);
-        let stats = envoy.stats().unwrap();
-        assert!(stats.contains_key("server.live"));
-        // The access log is flushed quickly and names the request.
-        assert!(
-            envoy.wait_for_access_log("status=200 details=via_upstream", Duration::from_secs(5)),
-            "{}",
-            envoy.access_log()
-        );
-        assert!(envoy.access_log().contains("summary=-"));
-        assert!(
-            envoy.wait_for_log("starting main dispatch loop", Duration::from_secs(5)),
-            "{}",
-            envoy.log()
-        );
-
-        let (listener, admin) = (envoy.listener, envoy.admin);
-        drop(envoy);
-        // The process is gone (reaped, so not even a zombie) and its ports are closed.
-        assert!(
-            !Path::new(&format!("/proc/{pid}")).exists(),
-            "Envoy pid {pid} still there"
-        );
-        assert!(TcpStream::connect_timeout(&listener, Duration::from_millis(200)).is_err());
-        assert!(TcpStream::connect_timeout(&admin, Duration::from_millis(200)).is_err());
-        if std::env::var_os("STREAMTAP_KEEP_TMP").is_none() {
-            assert!(!dir.exists(), "temp dir {} not removed", dir.display());
-        }
-        stop_upstream.store(true, Ordering::Relaxed);
-    }
-
-    #[test]
-    fn real_envoy_with_buffering_lua_proxies() {
-        assert_envoy_present();
-        let (upstream, stop_upstream) = dummy_upstream();
-        let opts = EnvoyOptions::new(upstream, "127.0.0.1:9".parse().unwrap())
-            .with_filter(FilterVariant::BufferingLua);
-        let envoy = Envoy::start(&opts).unwrap_or_else(|e| panic!("{e}"));
-        let (code, body) = http_get(envoy.listener, "/", Duration::from_secs(5)).unwrap();
-        assert_eq!((code, body.as_str()), (200, "hello from upstream"));
-        let config = fs::read_to_string(&envoy.config_path).unwrap();
-        assert!(config.contains("envoy.filters.http.lua"));
-        drop(envoy);
-        stop_upstream.store(true, Ordering::Relaxed);
-    }
-
-    #[test]
-    fn envoy_failing_to_start_reports_its_log() {
-        assert_envoy_present();
-        // Not a wasm module: Envoy refuses the plugin and exits.
-        let dir = make_temp_dir().unwrap();
-        let bogus = dir.join("bogus.wasm");
-        fs::write(&bogus, b"this is not wasm").unwrap();
-        let opts = EnvoyOptions::new(
-            "127.0.0.1:9".parse().unwrap(),
-            "127.0.0.1:9".parse().unwrap(),
-        )
-        .with_wasm_path(&bogus);
-        let t0 = Instant::now();
-        let err = Envoy::start(&opts).unwrap_err();
-        let _ = fs::remove_dir_all(&dir);
-        assert!(
-            t0.elapsed() < Duration::from_secs(20),
-            "took {:?}",
-            t0.elapsed()
-        );
-        assert!(err.contains("Envoy exited"), "{err}");
-        assert!(err.contains("[critical]"), "{err}");
-        assert!(err.contains("Unable to create Wasm"), "{err}");
     }
 
     #[test]
@@ -1263,113 +1021,5 @@ mod tests {
     fn empty_wasm_block_needs_the_template_wasm_block() {
         let err = empty_wasm_block(&["- name: envoy.filters.http.lua"]).unwrap_err();
         assert!(err.contains("envoy.filters.http.wasm"), "{err}");
-    }
-
-    /// A streaming chat completion through `envoy`, with usage in the last chunk:
-    /// what the upstream sent and what the client got.
-    fn stream_through(
-        envoy: &Envoy,
-        upstream: &crate::upstream::MockUpstream,
-        test_id: &str,
-    ) -> (crate::upstream::SentStream, crate::client::StreamResult) {
-        let body = r#"{"model":"gpt-4o-mini","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"Count to ten"}]}"#;
-        let got = crate::client::post(
-            envoy.listener,
-            "/v1/chat/completions",
-            &[
-                ("x-test-id", test_id),
-                ("x-mock-tokens", "10"),
-                ("x-mock-interval-ms", "5"),
-            ],
-            body.as_bytes(),
-        )
-        .unwrap_or_else(|e| panic!("request through envoy failed: {e}\n{}", envoy.log()));
-        let sent = upstream
-            .wait_sent(test_id, Duration::from_secs(10))
-            .unwrap_or_else(|| panic!("upstream has no record of {test_id}"));
-        (sent, got)
-    }
-
-    #[test]
-    fn real_envoy_with_the_empty_wasm_filter_streams_and_posts_chunk_counts() {
-        assert_envoy_present();
-        assert!(
-            empty_filter_wasm_path().is_file(),
-            "{} missing (run `make bench-filters`)",
-            empty_filter_wasm_path().display()
-        );
-        let upstream = crate::upstream::MockUpstream::start().unwrap();
-        let collector = crate::collector::Collector::start().unwrap();
-        let opts = EnvoyOptions::new(upstream.addr, collector.addr)
-            .with_filter(FilterVariant::EmptyWasm)
-            .with_wasm_path("/nonexistent/streamtap.wasm");
-        let envoy = Envoy::start(&opts).unwrap_or_else(|e| panic!("{e}"));
-        let (sent, got) = stream_through(&envoy, &upstream, "empty-wasm-1");
-        assert_eq!(got.status, 200);
-        assert_eq!(got.header("content-type"), Some("text/event-stream"));
-        assert!(sent.complete && sent.events.len() >= 12);
-        assert!(got.body == sent.body, "bytes changed on the way");
-        // on_log queued the call's record and the root's tick POSTed it.
-        let calls = collector.wait_for_calls(1, Duration::from_secs(5));
-        let chunks = calls
-            .first()
-            .and_then(|c| c["chunks"].as_u64())
-            .unwrap_or_else(|| panic!("collector got {calls:?}\n{}", envoy.log()));
-        assert!(
-            chunks >= 1 && chunks as usize <= sent.body.len() + 1,
-            "chunks={chunks}"
-        );
-        assert_eq!(calls.len(), 1, "{calls:?}");
-        let config = fs::read_to_string(&envoy.config_path).unwrap();
-        assert!(config.contains("empty-filter.wasm"));
-        assert!(!envoy.log().contains("][critical]["), "{}", envoy.log());
-    }
-
-    #[test]
-    fn real_envoy_with_sse_to_metadata_streams_and_extracts_usage_and_model() {
-        assert_envoy_present();
-        let upstream = crate::upstream::MockUpstream::start().unwrap();
-        // Print what the filter wrote, next to the template's own fields.
-        let ns = SSE_TO_METADATA_NAMESPACE;
-        let summary_field = "summary=%FILTER_STATE(wasm.streamtap.summary:PLAIN)%";
-        let t = template();
-        assert!(t.contains(summary_field));
-        let t = t.replace(
-            summary_field,
-            &format!(
-                "{summary_field} sse_tokens=%DYNAMIC_METADATA({ns}:completion_tokens)% \
-                 sse_model=%DYNAMIC_METADATA({ns}:model)%"
-            ),
-        );
-        let opts = EnvoyOptions::new(upstream.addr, "127.0.0.1:9".parse().unwrap())
-            .with_filter(FilterVariant::SseToMetadata);
-        let envoy = Envoy::start_with_template(&opts, &t).unwrap_or_else(|e| panic!("{e}"));
-        for i in 0..2 {
-            let (sent, got) = stream_through(&envoy, &upstream, &format!("sse-to-metadata-{i}"));
-            assert_eq!(got.status, 200);
-            assert_eq!(got.header("content-type"), Some("text/event-stream"));
-            assert!(sent.complete && sent.events.len() >= 12);
-            assert_eq!(sent.completion_tokens, 10);
-            assert!(got.body == sent.body, "bytes changed on the way");
-        }
-        // Two values per call: the usage and the model.
-        assert_eq!(
-            envoy.wait_for_stat(SSE_TO_METADATA_ADDED_STAT, 4, Duration::from_secs(5)),
-            4,
-            "{:?}",
-            envoy.stats().map(|s| s
-                .into_iter()
-                .filter(|(k, _)| k.starts_with("sse_to_metadata"))
-                .collect::<Vec<_>>())
-        );
-        // And the values are the stream's: on both calls' access log lines.
-        let extracted = "sse_tokens=10 sse_model=gpt-4o-mini";
-        assert!(
-            wait_until(Duration::from_secs(5), || {
-                envoy.access_log().matches(extracted).count() == 2
-            }),
-            "{}",
-            envoy.access_log()
-        );
     }
 }

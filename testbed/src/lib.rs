@@ -4,8 +4,9 @@
 pub mod client;
 pub mod collector;
 pub mod envoy;
-pub mod loadgen;
+pub mod http1;
 pub mod procfs;
 pub mod replay;
 pub mod scripted;
 pub mod upstream;
+pub mod wait;

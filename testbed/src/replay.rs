@@ -1,21 +1,25 @@
-//! An upstream that replays the wire-format fixtures of `tests/fixtures/`
-//! (OpenAI Chat Completions, Responses, Anthropic Messages; streamed and
-//! JSON), byte for byte, in chunks of a chosen size, optionally gzip-encoded,
-//! so every provider format runs through the real Envoy.
+//! The wire-format fixtures of `tests/fixtures/` (OpenAI Chat Completions,
+//! Responses, Anthropic Messages; streamed and JSON) replayed byte for byte,
+//! in chunks of a chosen size, optionally gzip-encoded, so every provider
+//! format runs through the real Envoy: a [`ScriptedUpstream`] whose script for
+//! each request is built from the fixture file the request names.
 //!
 //! Request headers: `x-fixture: anthropic/text.sse` (required),
 //! `x-fixture-chunk: N` (bytes per write, default 64), `x-fixture-gzip: 1`,
 //! `x-test-id` (to find what was sent). A fixture named `error-529.json` is
-//! answered with status 529. Plain std threads: one per connection.
+//! answered with status 529.
 
-use std::collections::HashMap;
-use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::io;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::http1::Request;
+use crate::scripted::{Chunking, Script, ScriptedUpstream};
+
+const DEFAULT_CHUNK_BYTES: usize = 64;
+/// Pause between writes: separate reads at Envoy, so each piece is its own body chunk.
+const WRITE_GAP: Duration = Duration::from_millis(1);
 
 /// What was sent for one request.
 #[derive(Clone, Debug)]
@@ -26,16 +30,10 @@ pub struct Replayed {
     pub body: Vec<u8>,
 }
 
-#[derive(Default)]
-struct Records {
-    by_test_id: Mutex<HashMap<String, Replayed>>,
-    changed: Condvar,
-}
-
+/// A running fixture replay upstream on 127.0.0.1; it stops when dropped.
 pub struct ReplayUpstream {
     pub addr: SocketAddr,
-    records: Arc<Records>,
-    stop: Arc<AtomicBool>,
+    scripted: ScriptedUpstream,
 }
 
 pub fn fixtures_dir() -> PathBuf {
@@ -44,156 +42,69 @@ pub fn fixtures_dir() -> PathBuf {
 
 impl ReplayUpstream {
     pub fn start() -> io::Result<ReplayUpstream> {
-        let listener = TcpListener::bind("127.0.0.1:0")?;
-        let addr = listener.local_addr()?;
-        let records = Arc::new(Records::default());
-        let stop = Arc::new(AtomicBool::new(false));
-        let (records2, stop2) = (records.clone(), stop.clone());
-        thread::spawn(move || {
-            for stream in listener.incoming() {
-                if stop2.load(Ordering::Relaxed) {
-                    break;
-                }
-                let Ok(stream) = stream else { continue };
-                let records = records2.clone();
-                thread::spawn(move || {
-                    let _ = serve(stream, &records);
-                });
-            }
-        });
+        let scripted = ScriptedUpstream::start_with(|req| {
+            let test_id = req.header("x-test-id").unwrap_or_default().to_string();
+            Some((test_id, fixture_script(req)))
+        })?;
         Ok(ReplayUpstream {
-            addr,
-            records,
-            stop,
+            addr: scripted.addr,
+            scripted,
         })
     }
 
+    /// What was sent for the request with `x-test-id: test_id`.
     pub fn wait_sent(&self, test_id: &str, timeout: Duration) -> Option<Replayed> {
-        let deadline = Instant::now() + timeout;
-        let mut map = self.records.by_test_id.lock().ok()?;
-        loop {
-            if let Some(r) = map.get(test_id) {
-                return Some(r.clone());
-            }
-            let left = deadline.checked_duration_since(Instant::now())?;
-            map = self.records.changed.wait_timeout(map, left).ok()?.0;
-        }
+        let served = self.scripted.wait_served(test_id, timeout)?;
+        Some(Replayed {
+            status: served.status,
+            request_headers: served.request_headers,
+            body: served.sent,
+        })
     }
 }
 
-impl Drop for ReplayUpstream {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        // Wake the accept loop so it sees the flag.
-        let _ = TcpStream::connect(self.addr);
+/// The script replaying the fixture `req` names, as its headers ask.
+pub fn fixture_script(req: &Request) -> Script {
+    let fixture = req.header("x-fixture").unwrap_or_default();
+    let chunk = req
+        .header("x-fixture-chunk")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(DEFAULT_CHUNK_BYTES)
+        .max(1);
+    let path = fixtures_dir().join(fixture);
+    let script = match std::fs::read(&path) {
+        Ok(bytes) if !fixture.contains("..") => Script {
+            status: fixture_status(&path),
+            content_type: if fixture.ends_with(".sse") {
+                "text/event-stream"
+            } else {
+                "application/json"
+            }
+            .to_string(),
+            ..Script::sse(bytes)
+        },
+        _ => Script {
+            status: 404,
+            content_type: "text/plain".to_string(),
+            ..Script::sse(format!("no fixture {fixture:?}\n"))
+        },
+    };
+    let script = script.chunking(Chunking::Fixed(chunk)).gap(WRITE_GAP);
+    if req.header("x-fixture-gzip") == Some("1") {
+        Script {
+            body: gzip(&script.body),
+            ..script.header("content-encoding", "gzip")
+        }
+    } else {
+        script
     }
 }
 
-fn serve(stream: TcpStream, records: &Records) -> io::Result<()> {
-    stream.set_nodelay(true)?;
-    let mut reader = BufReader::new(stream.try_clone()?);
-    let mut writer = stream;
-    loop {
-        let mut request_line = String::new();
-        if reader.read_line(&mut request_line)? == 0 {
-            return Ok(());
-        }
-        let mut headers = Vec::new();
-        loop {
-            let mut line = String::new();
-            reader.read_line(&mut line)?;
-            let line = line.trim_end();
-            if line.is_empty() {
-                break;
-            }
-            if let Some((k, v)) = line.split_once(':') {
-                headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
-            }
-        }
-        let header = |name: &str| {
-            headers
-                .iter()
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v.clone())
-        };
-        let length: usize = header("content-length")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
-        let mut body = vec![0; length];
-        reader.read_exact(&mut body)?;
-
-        let fixture = header("x-fixture").unwrap_or_default();
-        let chunk: usize = header("x-fixture-chunk")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(64)
-            .max(1);
-        let gzip_it = header("x-fixture-gzip").as_deref() == Some("1");
-        let path = fixtures_dir().join(&fixture);
-        let (status, content_type, mut payload) = match std::fs::read(&path) {
-            Ok(bytes) if !fixture.contains("..") => {
-                let stem = path
-                    .file_stem()
-                    .map(|s| s.to_string_lossy().to_string())
-                    .unwrap_or_default();
-                let status = stem
-                    .strip_prefix("error-")
-                    .and_then(|s| s.parse().ok())
-                    .unwrap_or(200u16);
-                let sse = fixture.ends_with(".sse");
-                (
-                    status,
-                    if sse {
-                        "text/event-stream"
-                    } else {
-                        "application/json"
-                    },
-                    bytes,
-                )
-            }
-            _ => (
-                404,
-                "text/plain",
-                format!("no fixture {fixture:?}\n").into_bytes(),
-            ),
-        };
-        if gzip_it {
-            payload = gzip(&payload);
-        }
-        let mut head = format!("HTTP/1.1 {status} Fixture\r\ncontent-type: {content_type}\r\ntransfer-encoding: chunked\r\n");
-        if gzip_it {
-            head.push_str("content-encoding: gzip\r\n");
-        }
-        head.push_str("\r\n");
-        writer.write_all(head.as_bytes())?;
-        writer.flush()?;
-        for piece in payload.chunks(chunk) {
-            writer.write_all(format!("{:x}\r\n", piece.len()).as_bytes())?;
-            writer.write_all(piece)?;
-            writer.write_all(b"\r\n")?;
-            writer.flush()?;
-            // Separate reads at Envoy: each piece is its own body chunk.
-            thread::sleep(Duration::from_millis(1));
-        }
-        writer.write_all(b"0\r\n\r\n")?;
-        writer.flush()?;
-        if let Some(test_id) = header("x-test-id") {
-            if let Ok(mut map) = records.by_test_id.lock() {
-                map.insert(
-                    test_id,
-                    Replayed {
-                        status,
-                        request_headers: headers.clone(),
-                        body: payload,
-                    },
-                );
-                records.changed.notify_all();
-            }
-        }
-        if header("connection").is_some_and(|v| v.eq_ignore_ascii_case("close")) {
-            let _ = writer.shutdown(Shutdown::Both);
-            return Ok(());
-        }
-    }
+/// `error-529.json` is answered with 529; every other fixture with 200.
+fn fixture_status(path: &Path) -> u16 {
+    path.file_stem()
+        .and_then(|stem| stem.to_str()?.strip_prefix("error-")?.parse().ok())
+        .unwrap_or(200)
 }
 
 /// A complete gzip member (RFC 1952) with its CRC-32 and size.

@@ -17,8 +17,9 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
-const MAX_HEAD_BYTES: usize = 64 * 1024;
-const MAX_REQUEST_BODY_BYTES: usize = 16 * 1024 * 1024;
+use crate::http1::request::read_request;
+use crate::http1::{Request, RequestReader};
+
 /// The longest [`End::Hold`] keeps a stream open.
 const MAX_HOLD: Duration = Duration::from_secs(60);
 const IO_TIMEOUT: Duration = Duration::from_secs(60);
@@ -113,6 +114,8 @@ impl Script {
 /// What was served for one request.
 #[derive(Clone, Debug)]
 pub struct Served {
+    /// The status answered (0: none, the connection was reset).
+    pub status: u16,
     /// Lowercase names: what Envoy forwarded.
     pub request_headers: Vec<(String, String)>,
     pub request_body: Vec<u8>,
@@ -138,8 +141,13 @@ impl Served {
     }
 }
 
+/// Picks the script for a request the registry does not name, and the id its
+/// record goes under (see [`ScriptedUpstream::start_with`]).
+type Chooser = dyn Fn(&Request) -> Option<(String, Script)> + Send + Sync;
+
 #[derive(Default)]
 struct Shared {
+    choose: Option<Box<Chooser>>,
     scripts: Mutex<HashMap<String, Script>>,
     /// Requests as they arrive (headers, body), by script id.
     arrived: Mutex<HashMap<String, Served>>,
@@ -150,6 +158,15 @@ struct Shared {
 }
 
 impl Shared {
+    fn script_for(&self, req: &Request) -> (String, Option<Script>) {
+        if let Some((id, script)) = self.choose.as_ref().and_then(|choose| choose(req)) {
+            return (id, Some(script));
+        }
+        let id = req.header("x-script").unwrap_or_default().to_string();
+        let script = Shared::lock(&self.scripts).get(&id).cloned();
+        (id, script)
+    }
+
     fn lock<'a, T>(m: &'a Mutex<T>) -> MutexGuard<'a, T> {
         m.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -163,9 +180,24 @@ pub struct ScriptedUpstream {
 
 impl ScriptedUpstream {
     pub fn start() -> io::Result<ScriptedUpstream> {
+        Self::serve(Shared::default())
+    }
+
+    /// Serves each request `choose` answers with its script, under its id;
+    /// the others as [`ScriptedUpstream::start`] does (by `x-script`).
+    pub fn start_with(
+        choose: impl Fn(&Request) -> Option<(String, Script)> + Send + Sync + 'static,
+    ) -> io::Result<ScriptedUpstream> {
+        Self::serve(Shared {
+            choose: Some(Box::new(choose)),
+            ..Shared::default()
+        })
+    }
+
+    fn serve(shared: Shared) -> io::Result<ScriptedUpstream> {
         let listener = TcpListener::bind("127.0.0.1:0")?;
         let addr = listener.local_addr()?;
-        let shared = Arc::new(Shared::default());
+        let shared = Arc::new(shared);
         let s = Arc::clone(&shared);
         thread::Builder::new()
             .name("scripted-accept".into())
@@ -242,74 +274,18 @@ impl Drop for ScriptedUpstream {
     }
 }
 
-struct Request {
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-fn find(h: &[u8], n: &[u8]) -> Option<usize> {
-    h.windows(n.len()).position(|w| w == n)
-}
-
-/// Reads one request; `None` when the peer closed (or sent garbage).
-fn read_request(conn: &mut TcpStream, buf: &mut Vec<u8>) -> Option<Request> {
-    let mut tmp = [0u8; 16 * 1024];
-    let head_end = loop {
-        if let Some(i) = find(buf, b"\r\n\r\n") {
-            break i;
-        }
-        if buf.len() > MAX_HEAD_BYTES {
-            return None;
-        }
-        let n = conn.read(&mut tmp).ok()?;
-        if n == 0 {
-            return None;
-        }
-        buf.extend_from_slice(tmp.get(..n)?);
-    };
-    let head = String::from_utf8_lossy(buf.get(..head_end)?).into_owned();
-    let rest = buf.split_off(head_end + 4);
-    *buf = rest;
-    let headers: Vec<(String, String)> = head
-        .split("\r\n")
-        .skip(1)
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
-    let len: usize = headers
-        .iter()
-        .find(|(k, _)| k == "content-length")
-        .and_then(|(_, v)| v.parse().ok())
-        .unwrap_or(0)
-        .min(MAX_REQUEST_BODY_BYTES);
-    while buf.len() < len {
-        let n = conn.read(&mut tmp).ok()?;
-        if n == 0 {
-            return None;
-        }
-        buf.extend_from_slice(tmp.get(..n)?);
-    }
-    let after = buf.split_off(len);
-    let body = std::mem::replace(buf, after);
-    Some(Request { headers, body })
-}
-
 fn serve_connection(mut conn: TcpStream, shared: &Shared) {
     let _ = conn.set_nodelay(true);
     let _ = conn.set_read_timeout(Some(IO_TIMEOUT));
     let _ = conn.set_write_timeout(Some(IO_TIMEOUT));
-    let mut buf = Vec::new();
-    while let Some(req) = read_request(&mut conn, &mut buf) {
+    let mut reader = RequestReader::default();
+    // A close, a read error or garbage ends the connection.
+    while let Ok(Some(req)) = read_request(&mut conn, &mut reader) {
         shared.requests.fetch_add(1, Ordering::SeqCst);
-        let id = req
-            .headers
-            .iter()
-            .find(|(k, _)| k == "x-script")
-            .map(|(_, v)| v.clone())
-            .unwrap_or_default();
-        let script = Shared::lock(&shared.scripts).get(&id).cloned();
+        let (id, script) = shared.script_for(&req);
         let now = Instant::now();
         let mut served = Served {
+            status: script.as_ref().map_or(404, |s| s.status),
             request_headers: req.headers,
             request_body: req.body,
             sent: Vec::new(),

@@ -1,26 +1,21 @@
-//! Shared set-up of the real-Envoy tests: a mock LLM upstream, a collector and
-//! Envoy with the built `dist/streamtap.wasm`, all on 127.0.0.1 with free ports.
-
-#![allow(dead_code)] // each test binary uses its own part of this module
+//! The mock-upstream stack: the mock LLM upstream (testbed::upstream), a
+//! collector and Envoy with the built `dist/streamtap.wasm`, all on 127.0.0.1
+//! with free ports; and [`Call`], the chat request it streams.
 
 use serde_json::Value;
-use std::net::{SocketAddr, TcpListener};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use testbed::client::{self, StreamResult};
 use testbed::collector::Collector;
 use testbed::envoy::{Envoy, EnvoyOptions, FilterVariant};
 use testbed::upstream::{MockUpstream, SentStream};
 
+use super::{next_id, summary_with_id, FAST_EXPORT};
+
 pub struct Stack {
     pub upstream: MockUpstream,
     pub collector: Collector,
     pub envoy: Envoy,
 }
-
-/// Plugin config used by most tests: export every 50 ms.
-pub const FAST_EXPORT: &str =
-    r#"{"collector":{"cluster":"streamtap_collector","flush_interval_ms":50,"timeout_ms":1000}}"#;
 
 impl Stack {
     pub fn start(filter: FilterVariant, plugin_config: &str) -> Stack {
@@ -44,7 +39,7 @@ impl Stack {
     /// Sends a chat completion through Envoy; returns what the upstream sent
     /// and what the client received.
     pub fn chat(&self, call: &Call) -> (SentStream, StreamResult) {
-        let test_id = next_test_id();
+        let test_id = next_id("t");
         let got = self.chat_as(&test_id, call);
         let sent = self
             .upstream
@@ -78,25 +73,7 @@ impl Stack {
     /// The collector's summary whose `id` is the request id Envoy forwarded upstream.
     pub fn summary_for(&self, sent: &SentStream) -> Value {
         let request_id = header(sent, "x-request-id").expect("envoy sets x-request-id");
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(s) = self
-                .collector
-                .calls()
-                .into_iter()
-                .find(|s| s["id"] == request_id.as_str())
-            {
-                return s;
-            }
-            if std::time::Instant::now() > deadline {
-                panic!(
-                    "collector has no summary for {request_id}; it has {:?}\nenvoy log:\n{}",
-                    self.collector.calls(),
-                    self.envoy.log()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        summary_with_id(&self.collector, &self.envoy, &request_id)
     }
 }
 
@@ -146,21 +123,4 @@ impl Call {
         }
         body.to_string()
     }
-}
-
-fn next_test_id() -> String {
-    static COUNTER: AtomicUsize = AtomicUsize::new(0);
-    format!(
-        "t{}-{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-/// An address on which nothing listens: a dead collector.
-pub fn dead_address() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    drop(listener);
-    addr
 }

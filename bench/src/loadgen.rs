@@ -7,7 +7,7 @@
 //! chunked framing and finds SSE events in place. It shares the machine with
 //! Envoy, so it does little per event: find the blank line ending the event,
 //! and, when delays are recorded, the send-time stamp the mock upstream put in
-//! it (`x-mock-stamp: 1`, see [`crate::upstream`]).
+//! it (`x-mock-stamp: 1`, see [`testbed::upstream`]).
 //!
 //! Per event, the delivery delay is the wall clock when the read that
 //! completed the event returned minus the stamp (the wall clock just before
@@ -24,7 +24,8 @@ use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 use tokio::time::{sleep, timeout, timeout_at};
 
-use crate::upstream::{unix_micros, STAMP_KEY};
+use testbed::http1::{body_framing, take_response_head, BodyFraming, ResponseHead};
+use testbed::upstream::{unix_micros, STAMP_KEY};
 
 /// Path of every call.
 pub const CHAT_PATH: &str = "/v1/chat/completions";
@@ -37,7 +38,6 @@ pub const NON_TOKEN_EVENTS: usize = 4;
 const READ_TIMEOUT: Duration = Duration::from_secs(30);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const READ_BUFFER_BYTES: usize = 64 * 1024;
-const MAX_HEAD_BYTES: usize = 64 * 1024;
 /// Connections opened at once by [`open_streams`].
 const OPEN_BATCH: usize = 50;
 
@@ -380,7 +380,7 @@ pub struct ResponseReader {
     record: bool,
     keep_timeline: bool,
     head: Vec<u8>,
-    framing: Option<Framing>,
+    framing: Option<BodyFraming>,
     /// Decoded body bytes not yet split into events.
     sse: Vec<u8>,
     /// Where to look for the next event end in `sse`.
@@ -391,12 +391,6 @@ pub struct ResponseReader {
     pub call_events: usize,
     /// With `keep_timeline`: µs from the write to each content event.
     pub content_arrivals_us: Vec<u64>,
-}
-
-#[derive(Debug)]
-enum Framing {
-    Chunked(ChunkedDecoder),
-    Length(usize),
 }
 
 impl ResponseReader {
@@ -434,29 +428,19 @@ impl ResponseReader {
             return self.body(data, now_us, out);
         }
         self.head.extend_from_slice(data);
-        let Some(end) = memmem::find(&self.head, b"\r\n\r\n") else {
-            if self.head.len() > MAX_HEAD_BYTES {
-                return Err("response head too large".to_string());
-            }
+        let Some(head) = take_response_head(&mut self.head)? else {
             return Ok(false);
         };
-        self.framing = Some(parse_head(self.head.get(..end).unwrap_or_default())?);
-        let rest = self.head.split_off(end + 4);
-        self.head.clear();
+        self.framing = Some(expected_framing(&head)?);
+        // The body bytes that came with the head.
+        let rest = std::mem::take(&mut self.head);
         self.body(&rest, now_us, out)
     }
 
     fn body(&mut self, data: &[u8], now_us: u64, out: &mut LoadReport) -> Result<bool, String> {
         let before = self.sse.len();
         let (done, used) = match self.framing.as_mut() {
-            Some(Framing::Chunked(d)) => d.feed(data, &mut self.sse)?,
-            Some(Framing::Length(left)) => {
-                let take = data.len().min(*left);
-                self.sse
-                    .extend_from_slice(data.get(..take).unwrap_or_default());
-                *left -= take;
-                (*left == 0, take)
-            }
+            Some(framing) => framing.feed(data, &mut self.sse)?,
             None => return Ok(false),
         };
         if used < data.len() {
@@ -511,34 +495,18 @@ impl ResponseReader {
     }
 }
 
-/// The body framing of a response head (status line and headers, without the
-/// final blank line). Only 200 answers are expected.
-fn parse_head(head: &[u8]) -> Result<Framing, String> {
-    let text = std::str::from_utf8(head).map_err(|_| "response head is not UTF-8".to_string())?;
-    let mut lines = text.split("\r\n");
-    let status_line = lines.next().unwrap_or("");
-    let status = status_line.split_whitespace().nth(1).unwrap_or("");
-    if status != "200" {
-        return Err(format!("status line {status_line:?}"));
+/// The body framing of a response head. Only 200 answers are expected, and
+/// they say where they end (a call never ends at a close).
+fn expected_framing(head: &ResponseHead) -> Result<BodyFraming, String> {
+    if head.status != 200 {
+        return Err(format!("status {}", head.status));
     }
-    let mut length = None;
-    for line in lines {
-        let Some((name, value)) = line.split_once(':') else {
-            continue;
-        };
-        let name = name.trim();
-        if name.eq_ignore_ascii_case("transfer-encoding")
-            && value.to_ascii_lowercase().contains("chunked")
-        {
-            return Ok(Framing::Chunked(ChunkedDecoder::default()));
+    match body_framing(head, false) {
+        BodyFraming::UntilClose => {
+            Err("response has neither chunked framing nor a content-length".to_string())
         }
-        if name.eq_ignore_ascii_case("content-length") {
-            length = value.trim().parse::<usize>().ok();
-        }
+        framing => Ok(framing),
     }
-    length
-        .map(Framing::Length)
-        .ok_or_else(|| "response has neither chunked framing nor a content-length".to_string())
 }
 
 /// The send-time stamp in an SSE event: the digits after `"x_sent_unix_us":`.
@@ -561,110 +529,6 @@ pub fn is_content_event(event: &[u8]) -> bool {
     memmem::find(event, KEY)
         .and_then(|at| event.get(at + KEY.len()))
         .is_some_and(|&b| b != b'"')
-}
-
-/// Incremental `transfer-encoding: chunked` decoder.
-#[derive(Debug, Default)]
-pub struct ChunkedDecoder {
-    state: ChunkState,
-}
-
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-enum ChunkState {
-    /// Before the first hex digit of a chunk size.
-    #[default]
-    SizeStart,
-    /// Reading the hex digits of a chunk size.
-    Size {
-        size: usize,
-    },
-    /// After the size: an extension or the `\r`, up to `\n`.
-    SizeRest {
-        size: usize,
-    },
-    Data {
-        left: usize,
-    },
-    /// The CRLF after a chunk's data.
-    DataEnd,
-    /// After the last chunk: trailer lines up to an empty one.
-    Trailer {
-        empty: bool,
-    },
-    Done,
-}
-
-impl ChunkedDecoder {
-    /// Appends the data in `input` to `out`; returns whether the body has
-    /// ended and how many input bytes were used (all of them unless it ended).
-    pub fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<(bool, usize), String> {
-        let mut i = 0;
-        while i < input.len() {
-            let Some(&b) = input.get(i) else { break };
-            match self.state {
-                ChunkState::Done => return Ok((true, i)),
-                ChunkState::Data { left } => {
-                    let take = left.min(input.len() - i);
-                    out.extend_from_slice(input.get(i..i + take).unwrap_or_default());
-                    i += take;
-                    self.state = if take == left {
-                        ChunkState::DataEnd
-                    } else {
-                        ChunkState::Data { left: left - take }
-                    };
-                    continue;
-                }
-                ChunkState::SizeStart | ChunkState::Size { .. } => {
-                    let size = match self.state {
-                        ChunkState::Size { size } => size,
-                        _ => 0,
-                    };
-                    if let Some(d) = (b as char).to_digit(16) {
-                        let size = size
-                            .checked_mul(16)
-                            .and_then(|s| s.checked_add(d as usize))
-                            .ok_or("chunk size overflows")?;
-                        self.state = ChunkState::Size { size };
-                    } else if self.state == ChunkState::SizeStart {
-                        return Err(format!("bad chunk size byte {b:#04x}"));
-                    } else if b == b'\n' {
-                        self.state = Self::after_size(size);
-                    } else {
-                        self.state = ChunkState::SizeRest { size };
-                    }
-                }
-                ChunkState::SizeRest { size } => {
-                    if b == b'\n' {
-                        self.state = Self::after_size(size);
-                    }
-                }
-                ChunkState::DataEnd => match b {
-                    b'\r' => {}
-                    b'\n' => self.state = ChunkState::SizeStart,
-                    _ => return Err("chunk data not followed by CRLF".to_string()),
-                },
-                ChunkState::Trailer { empty } => match b {
-                    b'\r' => {}
-                    b'\n' if empty => {
-                        self.state = ChunkState::Done;
-                        return Ok((true, i + 1));
-                    }
-                    b'\n' => self.state = ChunkState::Trailer { empty: true },
-                    _ => self.state = ChunkState::Trailer { empty: false },
-                },
-            }
-            i += 1;
-        }
-        Ok((self.state == ChunkState::Done, i))
-    }
-
-    fn after_size(size: usize) -> ChunkState {
-        if size == 0 {
-            ChunkState::Trailer { empty: true }
-        } else {
-            ChunkState::Data { left: size }
-        }
-    }
 }
 
 /// The `q` quantile (0..=1) of sorted values, nearest rank: the smallest
@@ -710,7 +574,7 @@ pub fn spread(values: &[f64]) -> Option<Spread> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::upstream::MockUpstream;
+    use testbed::upstream::MockUpstream;
 
     #[test]
     fn percentile_is_nearest_rank() {
@@ -761,29 +625,6 @@ mod tests {
             br#"data: {"choices":[{"delta":{"role":"assistant","content":""}}]}"#
         ));
         assert!(!is_content_event(b"data: [DONE]"));
-    }
-
-    #[test]
-    fn chunked_decoder_at_every_cut() {
-        let wire = b"5;ext=1\r\nhello\r\n7\r\n, world\r\n0\r\nx-t: 1\r\n\r\n";
-        for cut in 0..=wire.len() {
-            let mut d = ChunkedDecoder::default();
-            let mut out = Vec::new();
-            let (done1, used1) = d.feed(&wire[..cut], &mut out).unwrap();
-            assert_eq!(used1, cut, "cut {cut}");
-            let (done2, used2) = d.feed(&wire[cut..], &mut out).unwrap();
-            assert!(done1 || done2, "cut {cut}");
-            assert_eq!(used1 + used2, wire.len(), "cut {cut}");
-            assert_eq!(out, b"hello, world", "cut {cut}");
-        }
-        // Bytes after the end are not used.
-        let mut d = ChunkedDecoder::default();
-        let mut out = Vec::new();
-        assert_eq!(d.feed(b"0\r\n\r\nextra", &mut out).unwrap(), (true, 5));
-        assert!(ChunkedDecoder::default().feed(b"zz\r\n", &mut out).is_err());
-        assert!(ChunkedDecoder::default()
-            .feed(b"1\r\nabc", &mut out)
-            .is_err());
     }
 
     fn chunked(parts: &[&str]) -> Vec<u8> {

@@ -1,34 +1,20 @@
-//! Shared set-up of the fault, hostile-input, volume and security tests: a
-//! scripted upstream (testbed::scripted), a collector and a real Envoy with
-//! `dist/streamtap.wasm`, all on 127.0.0.1.
-
-#![allow(dead_code)] // each test binary uses its own part of this module
+//! The scripted-upstream stack of the fault, hostile-input, volume and
+//! security tests: a scripted upstream (testbed::scripted), a collector and a
+//! real Envoy with `dist/streamtap.wasm`, all on 127.0.0.1.
 
 use serde_json::Value;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use testbed::client::{self, StreamResult};
 use testbed::collector::Collector;
 use testbed::envoy::{Envoy, EnvoyOptions};
 use testbed::scripted::{Script, ScriptedUpstream, Served};
 
-/// Export every 50 ms, as the other integration tests do.
-pub const FAST_EXPORT: &str =
-    r#"{"collector":{"cluster":"streamtap_collector","flush_interval_ms":50,"timeout_ms":1000}}"#;
+use super::{next_id, summary_with_id, tail};
 
 pub struct FaultStack {
     pub upstream: ScriptedUpstream,
     pub collector: Collector,
     pub envoy: Envoy,
-}
-
-pub fn next_id(prefix: &str) -> String {
-    static COUNTER: AtomicUsize = AtomicUsize::new(0);
-    format!(
-        "{prefix}-{}-{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    )
 }
 
 impl FaultStack {
@@ -92,18 +78,7 @@ impl FaultStack {
     /// The collector's summary of the call the upstream served as `served`.
     pub fn summary_for(&self, served: &Served) -> Value {
         let rid = served.header("x-request-id").expect("x-request-id");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(s) = self.collector.calls().into_iter().find(|s| s["id"] == rid) {
-                return s;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "collector has no summary for {rid}\nenvoy log:\n{}",
-                tail(&self.envoy.log(), 4000)
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        summary_with_id(&self.collector, &self.envoy, rid)
     }
 
     /// How many collector summaries carry this call's request id.
@@ -164,62 +139,4 @@ impl FaultStack {
     pub fn rss(&self) -> u64 {
         testbed::procfs::process_rss(self.envoy.pid().expect("envoy pid")).expect("VmRSS")
     }
-}
-
-pub fn tail(s: &str, n: usize) -> &str {
-    let mut start = s.len().saturating_sub(n);
-    while !s.is_char_boundary(start) {
-        start += 1;
-    }
-    &s[start..]
-}
-
-/// An OpenAI chat request body.
-pub fn chat_request(stream: bool) -> Vec<u8> {
-    serde_json::json!({
-        "model": "gpt-4o-mini",
-        "stream": stream,
-        "messages": [{"role": "user", "content": "Say hello"}],
-    })
-    .to_string()
-    .into_bytes()
-}
-
-/// One OpenAI `chat.completion.chunk` event with this content delta.
-pub fn chat_event(content: &str) -> String {
-    let chunk = serde_json::json!({
-        "id": "chatcmpl-scripted",
-        "object": "chat.completion.chunk",
-        "created": 1_764_000_000u64,
-        "model": "gpt-4o-mini",
-        "choices": [{"index": 0, "delta": {"content": content}, "finish_reason": null}],
-    });
-    format!("data: {chunk}\n\n")
-}
-
-/// A whole OpenAI stream: a role delta, one event per token, a stop, usage, `[DONE]`.
-pub fn chat_stream(tokens: &[&str]) -> String {
-    let mut s = String::new();
-    let role = serde_json::json!({
-        "id": "chatcmpl-scripted", "object": "chat.completion.chunk", "created": 1_764_000_000u64,
-        "model": "gpt-4o-mini",
-        "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": null}],
-    });
-    s.push_str(&format!("data: {role}\n\n"));
-    for t in tokens {
-        s.push_str(&chat_event(t));
-    }
-    let stop = serde_json::json!({
-        "id": "chatcmpl-scripted", "object": "chat.completion.chunk", "created": 1_764_000_000u64,
-        "model": "gpt-4o-mini",
-        "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
-    });
-    s.push_str(&format!("data: {stop}\n\n"));
-    let usage = serde_json::json!({
-        "id": "chatcmpl-scripted", "object": "chat.completion.chunk", "created": 1_764_000_000u64,
-        "model": "gpt-4o-mini", "choices": [],
-        "usage": {"prompt_tokens": 9, "completion_tokens": tokens.len(), "total_tokens": 9 + tokens.len()},
-    });
-    s.push_str(&format!("data: {usage}\n\ndata: [DONE]\n\n"));
-    s
 }

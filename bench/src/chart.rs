@@ -1,0 +1,188 @@
+//! The PNG chart of `bench/results/latest.png`.
+
+use crate::*;
+
+pub(crate) fn load_font() -> Result<(), String> {
+    let bytes = fs::read(FONT_PATH).map_err(|e| format!("read {FONT_PATH}: {e}"))?;
+    // plotters keeps fonts for the whole process.
+    let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
+    register_font("sans-serif", FontStyle::Normal, bytes)
+        .map_err(|_| format!("{FONT_PATH} is not a usable font"))
+}
+
+/// Up to `max` points of the empirical CDF of sorted values: (value, share ≤ it).
+pub(crate) fn cdf_points(sorted: &[u64], max: usize) -> Vec<(f64, f64)> {
+    let n = sorted.len();
+    if n == 0 {
+        return Vec::new();
+    }
+    let step = n.div_ceil(max.max(1)).max(1);
+    let mut pts: Vec<(f64, f64)> = (0..n)
+        .step_by(step)
+        .map(|i| (sorted[i].max(1) as f64, (i + 1) as f64 / n as f64))
+        .collect();
+    pts.push((sorted[n - 1].max(1) as f64, 1.0));
+    pts
+}
+
+pub(crate) fn draw_chart(
+    path: &Path,
+    timelines: &BTreeMap<Variant, Vec<u64>>,
+    delays: &BTreeMap<Variant, Vec<u64>>,
+    machine: &Value,
+) -> Result<(), String> {
+    load_font()?;
+    let e = |err: &dyn std::fmt::Display| format!("chart: {err}");
+    let root = BitMapBackend::new(path, (1600, 720)).into_drawing_area();
+    root.fill(&WHITE).map_err(|x| e(&x))?;
+    let title = format!(
+        "streamtap bench — Envoy {} (1 worker), {} × {}, {}",
+        machine["envoy_version"]
+            .as_str()
+            .unwrap_or("?")
+            .split('/')
+            .nth(1)
+            .unwrap_or("?"),
+        machine["nproc"],
+        machine["cpu_model"].as_str().unwrap_or("?"),
+        machine["date_utc"].as_str().unwrap_or("?"),
+    );
+    let root = root.titled(&title, ("sans-serif", 26)).map_err(|x| e(&x))?;
+    let (left, right) = root.split_horizontally(800);
+
+    // Panel 1: token arrival timelines of one slow call.
+    let max_ms = timelines
+        .values()
+        .flat_map(|t| t.iter())
+        .map(|&us| us as f64 / 1000.0)
+        .fold(0.0, f64::max)
+        .max(1.0)
+        * 1.05;
+    let mut chart = ChartBuilder::on(&left)
+        .caption(
+            format!(
+                "One call, {TIMELINE_TOKENS} tokens {TIMELINE_INTERVAL_MS} ms apart: when each token arrived (lines coincide)"
+            ),
+            ("sans-serif", 20),
+        )
+        .margin(15)
+        .x_label_area_size(45)
+        .y_label_area_size(55)
+        .build_cartesian_2d(0f64..max_ms, 0f64..(TIMELINE_TOKENS as f64 + 1.0))
+        .map_err(|x| e(&x))?;
+    chart
+        .configure_mesh()
+        .x_desc("time since the request was sent (ms)")
+        .y_desc("token index")
+        .x_label_formatter(&|x| format!("{x:.0}"))
+        .y_label_formatter(&|y| format!("{y:.0}"))
+        .label_style(("sans-serif", 15))
+        .axis_desc_style(("sans-serif", 17))
+        .draw()
+        .map_err(|x| e(&x))?;
+    // Wide lines under narrow ones: where the lines coincide, every colour shows.
+    for (v, width) in [
+        (Variant::Buffering, 2),
+        (Variant::Streamtap, 7),
+        (Variant::Plain, 4),
+        (Variant::Direct, 1),
+    ] {
+        let Some(tl) = timelines.get(&v) else {
+            continue;
+        };
+        let pts: Vec<(f64, f64)> = tl
+            .iter()
+            .enumerate()
+            .map(|(i, &us)| (us as f64 / 1000.0, (i + 1) as f64))
+            .collect();
+        let color = v.color();
+        chart
+            .draw_series(LineSeries::new(pts.clone(), color.stroke_width(width)))
+            .map_err(|x| e(&x))?
+            .label(v.label())
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(width.max(2)))
+            });
+        chart
+            .draw_series(
+                pts.iter()
+                    .map(|&p| Circle::new(p, 2 + width / 2, color.filled())),
+            )
+            .map_err(|x| e(&x))?;
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .label_font(("sans-serif", 16))
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK.mix(0.4))
+        .draw()
+        .map_err(|x| e(&x))?;
+
+    // Panel 2: CDF of per-event delivery delay at moderate load.
+    let mut sorted: BTreeMap<Variant, Vec<u64>> = BTreeMap::new();
+    for (v, d) in delays {
+        let mut d = d.clone();
+        d.sort_unstable();
+        sorted.insert(*v, d);
+    }
+    let lo = 10f64;
+    let hi = sorted
+        .values()
+        .filter_map(|d| d.last())
+        .map(|&x| x as f64)
+        .fold(1000.0, f64::max)
+        * 1.5;
+    let mut chart = ChartBuilder::on(&right)
+        .caption(
+            format!(
+                "Per-event delivery delay, {MODERATE_CONNECTIONS} streams × {EVENTS_PER_CALL} events {MODERATE_INTERVAL_MS} ms apart (CDF)"
+            ),
+            ("sans-serif", 20),
+        )
+        .margin(15)
+        .x_label_area_size(45)
+        .y_label_area_size(55)
+        .build_cartesian_2d((lo..hi).log_scale(), 0f64..1.0)
+        .map_err(|x| e(&x))?;
+    chart
+        .configure_mesh()
+        .x_desc("delay: arrival at the client − the mock's write (µs, log scale)")
+        .y_desc("share of events")
+        .label_style(("sans-serif", 15))
+        .axis_desc_style(("sans-serif", 17))
+        .x_label_formatter(&|x| {
+            if *x >= 1000.0 {
+                format!("{:.0}k", x / 1000.0)
+            } else {
+                format!("{x:.0}")
+            }
+        })
+        .draw()
+        .map_err(|x| e(&x))?;
+    for (v, d) in &sorted {
+        let pts: Vec<(f64, f64)> = cdf_points(d, 1500)
+            .into_iter()
+            .map(|(x, y)| (x.max(lo), y))
+            .collect();
+        let color = v.color();
+        let width = if *v == Variant::Streamtap { 3 } else { 2 };
+        chart
+            .draw_series(LineSeries::new(pts, color.stroke_width(width)))
+            .map_err(|x| e(&x))?
+            .label(v.label())
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(3))
+            });
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::LowerRight)
+        .label_font(("sans-serif", 16))
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK.mix(0.4))
+        .draw()
+        .map_err(|x| e(&x))?;
+    root.present().map_err(|x| e(&x))?;
+    Ok(())
+}

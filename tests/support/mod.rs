@@ -1,0 +1,72 @@
+//! What the integration tests share: the two stacks (mock or scripted upstream,
+//! collector, real Envoy with `dist/streamtap.wasm`), chat bodies, and waiting.
+
+#![allow(dead_code, unused_imports)] // each test binary uses its own part of this module
+
+mod chat;
+mod mock_stack;
+mod scripted_stack;
+
+pub use chat::{chat_event, chat_request, chat_stream};
+pub use mock_stack::{header, Call, Stack};
+pub use scripted_stack::FaultStack;
+pub use testbed::wait::eventually;
+
+use serde_json::Value;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+use testbed::collector::Collector;
+use testbed::envoy::Envoy;
+
+/// Plugin config of most tests: export every 50 ms.
+pub const FAST_EXPORT: &str =
+    r#"{"collector":{"cluster":"streamtap_collector","flush_interval_ms":50,"timeout_ms":1000}}"#;
+
+/// How long a summary may take to reach the collector.
+const SUMMARY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// An id unique in this test run: `prefix-<pid>-<n>`.
+pub fn next_id(prefix: &str) -> String {
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// The collector's summary whose `id` is `request_id` (the request id Envoy
+/// forwarded upstream); panics with Envoy's log when none arrives.
+pub fn summary_with_id(collector: &Collector, envoy: &Envoy, request_id: &str) -> Value {
+    eventually(SUMMARY_TIMEOUT, || {
+        collector
+            .calls()
+            .into_iter()
+            .find(|s| s["id"] == request_id)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "collector has no summary for {request_id}; it has {:?}\nenvoy log:\n{}",
+            collector.calls(),
+            tail(&envoy.log(), 4000)
+        )
+    })
+}
+
+/// The last `n` bytes of `s` (at a char boundary).
+pub fn tail(s: &str, n: usize) -> &str {
+    let mut start = s.len().saturating_sub(n);
+    while !s.is_char_boundary(start) {
+        start += 1;
+    }
+    &s[start..]
+}
+
+/// An address on which nothing listens: a dead collector.
+pub fn dead_address() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    drop(listener);
+    addr
+}
