@@ -11,10 +11,10 @@
     clippy::indexing_slicing
 )]
 
-mod faults;
+mod support;
 
-use faults::{chat_event, chat_request, FaultStack};
 use std::time::Duration;
+use support::{chat_event, chat_request, FaultStack};
 use testbed::scripted::{Chunking, Script};
 
 const CAP: usize = 1 << 20;

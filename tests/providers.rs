@@ -101,7 +101,7 @@ fn every_provider_fixture_through_envoy_plain_and_gzip() {
                     .unwrap()
                     .1
                     .clone();
-                let summary = wait_for_summary(&collector, &request_id, &envoy);
+                let summary = support::summary_with_id(&collector, &envoy, &request_id);
                 for field in STABLE_FIELDS {
                     assert_eq!(
                         summary[*field], expected[*field],
@@ -115,23 +115,4 @@ fn every_provider_fixture_through_envoy_plain_and_gzip() {
     }
     assert!(checked >= 40, "only {checked} fixture runs");
     assert_eq!(envoy.stat("wasmcustom.streamtap.parse_errors"), 0);
-}
-
-fn wait_for_summary(collector: &Collector, request_id: &str, envoy: &Envoy) -> Value {
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(s) = collector
-            .calls()
-            .into_iter()
-            .find(|s| s["id"] == request_id)
-        {
-            return s;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no summary for {request_id}\n{}",
-            envoy.log()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }

@@ -1,6 +1,7 @@
 //! Micro-benchmarks of the pure core: what streamtap's per-chunk path costs
-//! before the host is involved. `cargo bench --bench core`
-//! (add `-- --noplot` or a filter such as `-- call_tap`).
+//! before the host is involved. `cargo bench -p streamtap-bench --bench core`
+//! (add `-- --noplot` or a filter such as `-- call_tap`). The calls are set up
+//! by `streamtap::replay::Exchange`, the way the shell drives the core.
 //!
 //! - `sse_decoder/events_per_chunk/K`: the SSE decoder alone, one chunk of K
 //!   typical OpenAI content-delta events (events counted, data untouched).
@@ -25,7 +26,8 @@
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use std::hint::black_box;
 use std::time::Duration;
-use streamtap::call::tap::{CallTap, TapSettings, MAX_EVENT_BYTES};
+use streamtap::call::tap::{CallTap, MAX_EVENT_BYTES};
+use streamtap::replay::{End, Exchange};
 use streamtap::wire::sse::SseDecoder;
 
 const MODEL: &str = "gpt-4o-mini-2024-07-18";
@@ -85,32 +87,24 @@ fn chunk_of(k: usize) -> Vec<u8> {
     (0..k).map(delta_event).collect::<String>().into_bytes()
 }
 
-fn settings() -> TapSettings {
-    TapSettings {
-        capture_response_content: true,
-        capture_request_content: false,
-        max_content_bytes: 65536,
-        max_decoded_bytes: streamtap::config::DEFAULT_MAX_DECODED_BYTES,
+const REQUEST_BODY: &[u8] = br#"{"model":"gpt-4o-mini","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"Tell me about foxes."}]}"#;
+
+/// A chat completion as `make bench` sends it, with its request body read.
+fn exchange(content_type: &str) -> Exchange {
+    Exchange {
+        request_body: Some(REQUEST_BODY.to_vec()),
+        content_type: content_type.to_string(),
+        ..Exchange::stream("/v1/chat/completions")
     }
 }
-
-const REQUEST_BODY: &[u8] = br#"{"model":"gpt-4o-mini","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"Tell me about foxes."}]}"#;
 
 /// A call whose response headers have passed, as the filter holds it when
 /// the first body chunk arrives.
 fn streaming_tap() -> CallTap {
-    let mut tap = CallTap::new(settings(), 1_000_000);
-    tap.on_request_headers(
-        Some("POST".to_string()),
-        Some("/v1/chat/completions".to_string()),
-        Some("5f2c1d4e-8a7b-4c3d-9e2f-1a0b9c8d7e6f".to_string()),
-        None,
-    );
-    tap.on_request_body(REQUEST_BODY);
-    tap.on_request_end();
-    tap.on_response_headers(Some(200), Some("text/event-stream; charset=utf-8"), None);
+    let exchange = exchange("text/event-stream; charset=utf-8");
+    let mut tap = exchange.tap();
     // The role-only first delta has passed too.
-    tap.on_response_body(role_event().as_bytes(), 1_200_000);
+    tap.on_response_body(role_event().as_bytes(), exchange.start_us + 200_000);
     tap
 }
 
@@ -144,7 +138,7 @@ fn call_tap(c: &mut Criterion) {
         group.bench_function(format!("events_per_chunk/{k}"), |b| {
             // A fresh call per chunk (setup not timed), so the captured content
             // stays as small as in a real call instead of sitting at its cap.
-            let mut now = 1_300_000u64;
+            let mut now = Exchange::stream("/").start_us + 300_000;
             b.iter_batched_ref(
                 streaming_tap,
                 |tap| {
@@ -163,23 +157,12 @@ fn call_tap(c: &mut Criterion) {
     chunks.push(finish_event().into_bytes());
     chunks.push(usage_event(TOKENS).into_bytes());
     chunks.push(b"data: [DONE]\n\n".to_vec());
+    let call = exchange("text/event-stream");
     let run = |chunks: &[Vec<u8>]| {
-        let mut tap = CallTap::new(settings(), 1_000_000);
-        tap.on_request_headers(
-            Some("POST".to_string()),
-            Some("/v1/chat/completions".to_string()),
-            Some("5f2c1d4e-8a7b-4c3d-9e2f-1a0b9c8d7e6f".to_string()),
-            None,
-        );
-        tap.on_request_body(REQUEST_BODY);
-        tap.on_request_end();
-        tap.on_response_headers(Some(200), Some("text/event-stream"), None);
-        let mut now = 1_200_000u64;
-        for chunk in chunks {
-            now += 20_000;
-            tap.on_response_body(black_box(chunk), now);
-        }
-        tap.finish_at_end_of_stream(now).unwrap()
+        let times = (1..).map(|i| call.start_us + 200_000 + i * 20_000);
+        let end_us = call.start_us + 200_000 + chunks.len() as u64 * 20_000;
+        let timed = chunks.iter().map(|c| black_box(c.as_slice())).zip(times);
+        call.replay(timed, End::EndOfStream, end_us).unwrap()
     };
     // The workload is understood, not skipped: every event counted, the usage
     // read, nothing refused.

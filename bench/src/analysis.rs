@@ -1,117 +1,322 @@
-//! From rounds to results: spreads over rounds, the targets and the notes on what the numbers say.
+//! From the rounds' figures to what they mean: spreads over the rounds,
+//! per-round ratios between variants, the targets' verdicts, the notes.
 
-use crate::*;
+use std::collections::BTreeMap;
 
-/// The most CPU other processes took in any measured phase of a run, in cores.
-pub(crate) fn disturbance(f: &Figures) -> f64 {
-    ["moderate", "paced", "sat"]
-        .iter()
-        .filter_map(|p| f.get(&format!("{p}_other_cores")).copied())
-        .fold(0.0, f64::max)
+use crate::loadgen::spread;
+use serde::Serialize;
+
+use crate::measurement::figures::{finite, Pick, RoundFigures};
+use crate::measurement::memory::MemoryReport;
+use crate::measurement::paired::SideBySide;
+use crate::settings::*;
+use crate::variants::{Variant, VARIANTS};
+
+/// Median, min and max of a figure over the rounds, and the rounds' values.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Spread {
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
+    pub rounds: Vec<f64>,
 }
 
-/// Body chunks and SSE events per call streamtap saw, from its summaries
-/// (`chunks`, `events`; completed calls only): `None` when no summary says.
-/// (The near-empty filter's `{"chunks":N}` records are not used: its export,
-/// 64 records per 200 ms tick, lags seconds behind a saturation run, so they
-/// cannot be told apart by phase.)
-pub(crate) fn chunk_counts(
-    records: &[Value],
-    events_per_call: usize,
-) -> (Option<f64>, Option<f64>) {
-    let mut n = 0u64;
-    let mut chunks = 0u64;
-    let mut events = 0u64;
-    for r in records {
-        // Completed calls only (the calls cut at the deadline are partial).
-        if r.get("outcome").is_none_or(|o| o != "completed") {
-            continue;
-        }
-        let Some(c) = r.get("chunks").and_then(Value::as_u64) else {
-            continue;
+/// `None` (`null` in the JSON) when there is no value.
+pub fn spread_of(values: &[f64]) -> Option<Spread> {
+    spread(values).map(|s| Spread {
+        median: s.median,
+        min: s.min,
+        max: s.max,
+        rounds: values.to_vec(),
+    })
+}
+
+/// The kept round of every variant, in round order.
+pub type Rounds = BTreeMap<Variant, Vec<RoundFigures>>;
+
+/// Figures across the rounds of the variants.
+pub struct Analysis<'a> {
+    pub rounds: &'a Rounds,
+}
+
+impl Analysis<'_> {
+    fn values(&self, v: Variant, pick: Pick) -> Vec<f64> {
+        self.rounds
+            .get(&v)
+            .map(|r| r.iter().filter_map(|f| finite(pick(f))).collect())
+            .unwrap_or_default()
+    }
+
+    pub fn spread(&self, v: Variant, pick: Pick) -> Option<Spread> {
+        spread_of(&self.values(v, pick))
+    }
+
+    pub fn median(&self, v: Variant, pick: Pick) -> Option<f64> {
+        spread(&self.values(v, pick)).map(|s| s.median)
+    }
+
+    pub fn max(&self, v: Variant, pick: Pick) -> Option<f64> {
+        spread(&self.values(v, pick)).map(|s| s.max)
+    }
+
+    /// `f(a's figure, b's figure)` per round in which both have it.
+    pub fn paired(&self, a: Variant, b: Variant, pick: Pick, f: fn(f64, f64) -> f64) -> Vec<f64> {
+        let (Some(ra), Some(rb)) = (self.rounds.get(&a), self.rounds.get(&b)) else {
+            return Vec::new();
         };
-        n += 1;
-        chunks += c;
-        events += r
-            .get("events")
-            .and_then(Value::as_u64)
-            .unwrap_or(events_per_call as u64);
+        ra.iter()
+            .zip(rb)
+            .filter_map(|(x, y)| Some(f(finite(pick(x))?, finite(pick(y))?)))
+            .collect()
     }
-    if n == 0 {
-        return (None, None);
-    }
-    (
-        Some(chunks as f64 / n as f64),
-        Some(events as f64 / n as f64),
-    )
-}
 
-pub(crate) fn opt_div(a: Option<f64>, b: Option<f64>) -> Option<f64> {
-    match (a, b) {
-        (Some(a), Some(b)) if b != 0.0 => Some(a / b),
-        _ => None,
+    /// Envoy's worker was the limit at saturation (median of the rounds).
+    fn saturated(&self, v: Variant) -> bool {
+        self.median(v, |f| f.sat.cpu.envoy_worker_busy)
+            .is_some_and(|b| b >= SATURATED_WORKER_BUSY)
     }
 }
 
-pub(crate) fn spread_json(values: &[f64]) -> Value {
-    match spread(values) {
-        Some(s) => json!({"median": s.median, "min": s.min, "max": s.max, "rounds": values}),
-        None => Value::Null,
-    }
-}
-
-/// Median, min and max over the rounds of every figure.
-pub(crate) fn summarize(rounds: &[Figures]) -> BTreeMap<String, Value> {
-    let mut keys: Vec<&String> = rounds.iter().flat_map(|r| r.keys()).collect();
+/// `summary` of a variant in `latest.json`: the spread of every figure.
+pub fn summary_json(rounds: &[RoundFigures]) -> BTreeMap<String, Option<Spread>> {
+    let flat: Vec<BTreeMap<String, f64>> = rounds.iter().map(RoundFigures::flat).collect();
+    let mut keys: Vec<&String> = flat.iter().flat_map(|r| r.keys()).collect();
     keys.sort();
     keys.dedup();
     keys.into_iter()
         .map(|k| {
-            let values: Vec<f64> = rounds.iter().filter_map(|r| r.get(k).copied()).collect();
-            (k.clone(), spread_json(&values))
+            let values: Vec<f64> = flat.iter().filter_map(|r| r.get(k).copied()).collect();
+            (k.clone(), spread_of(&values))
         })
         .collect()
 }
 
-pub(crate) fn target(
-    key: &str,
-    text: &str,
-    measured: Option<f64>,
-    pass: impl Fn(f64) -> bool,
-) -> Value {
-    json!({
-        "key": key,
-        "target": text,
-        "measured": measured,
-        "pass": measured.map(pass),
-    })
+pub fn ratio(x: f64, y: f64) -> f64 {
+    x / y
 }
 
-pub(crate) fn opt_sub(a: Option<f64>, b: Option<f64>) -> Option<f64> {
-    Some(a? - b?)
+pub fn minus(x: f64, y: f64) -> f64 {
+    x - y
+}
+
+/// streamtap against one other variant, per round.
+#[derive(Clone, Debug, Serialize)]
+pub struct VsRatios {
+    pub events_per_s: Option<Spread>,
+    pub sat_cpu_per_event: Option<Spread>,
+    pub sat_worker_cpu_per_event: Option<Spread>,
+    pub paced_cpu_per_event: Option<Spread>,
+    pub paced_worker_cpu_per_event: Option<Spread>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct AddedDelay {
+    pub p99: Option<Spread>,
+    pub p50: Option<Spread>,
+}
+
+/// `ratios` in `latest.json`.
+#[derive(Clone, Debug, Serialize)]
+pub struct Ratios {
+    pub vs_plain_envoy: VsRatios,
+    pub vs_empty_wasm: VsRatios,
+    pub vs_sse_to_metadata: VsRatios,
+    pub added_delay_over_plain_envoy_us: AddedDelay,
+    pub streamtap_cpu_us_per_event_above_empty_wasm_paced: Option<Spread>,
+    pub streamtap_cpu_us_per_event_above_empty_wasm_sat: Option<Spread>,
+}
+
+impl Ratios {
+    pub fn of(a: &Analysis) -> Ratios {
+        let vs = |other: Variant| {
+            let r = |pick: Pick| spread_of(&a.paired(Variant::Streamtap, other, pick, ratio));
+            VsRatios {
+                events_per_s: r(|f| f.sat.events_per_s),
+                sat_cpu_per_event: r(|f| f.sat.cpu.envoy_cpu_us_per_event),
+                sat_worker_cpu_per_event: r(|f| f.sat.cpu.envoy_worker_cpu_us_per_event),
+                paced_cpu_per_event: r(|f| f.paced.cpu.envoy_cpu_us_per_event),
+                paced_worker_cpu_per_event: r(|f| f.paced.cpu.envoy_worker_cpu_us_per_event),
+            }
+        };
+        let above_empty =
+            |pick: Pick| spread_of(&a.paired(Variant::Streamtap, Variant::EmptyWasm, pick, minus));
+        Ratios {
+            vs_plain_envoy: vs(Variant::Plain),
+            vs_empty_wasm: vs(Variant::EmptyWasm),
+            vs_sse_to_metadata: vs(Variant::SseToMetadata),
+            added_delay_over_plain_envoy_us: AddedDelay {
+                p99: spread_of(&added_over_plain(a, |f| f.moderate.delay_p99_us)),
+                p50: spread_of(&added_over_plain(a, |f| f.moderate.delay_p50_us)),
+            },
+            streamtap_cpu_us_per_event_above_empty_wasm_paced: above_empty(|f| {
+                f.paced.cpu.envoy_cpu_us_per_event
+            }),
+            streamtap_cpu_us_per_event_above_empty_wasm_sat: above_empty(|f| {
+                f.sat.cpu.envoy_cpu_us_per_event
+            }),
+        }
+    }
+}
+
+/// streamtap's figure minus plain Envoy's, per round (the sequential runs).
+fn added_over_plain(a: &Analysis, pick: Pick) -> Vec<f64> {
+    a.paired(Variant::Streamtap, Variant::Plain, pick, minus)
+}
+
+/// One target's verdict, and the basis it was judged on.
+#[derive(Clone, Debug, Serialize)]
+pub struct Target {
+    pub key: &'static str,
+    pub target: String,
+    pub measured: Option<f64>,
+    pub pass: Option<bool>,
+    #[serde(flatten)]
+    pub basis: Option<Basis>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+#[serde(untagged)]
+pub enum Basis {
+    Throughput {
+        basis: &'static str,
+        events_per_s_ratio: Option<f64>,
+        capacity_ratio_from_worker_cpu: Option<f64>,
+    },
+    SideBySide {
+        basis: &'static str,
+        per_repetition_added_p99_us: Option<Spread>,
+        sequential_runs_added_p99_us: Option<f64>,
+    },
+}
+
+impl Basis {
+    pub fn text(&self) -> &'static str {
+        match self {
+            Basis::Throughput { basis, .. } | Basis::SideBySide { basis, .. } => basis,
+        }
+    }
+}
+
+impl Target {
+    fn new(key: &'static str, target: String, measured: Option<f64>, pass: bool) -> Target {
+        Target {
+            key,
+            target,
+            measured,
+            pass: measured.map(|_| pass),
+            basis: None,
+        }
+    }
+}
+
+/// The targets (DESIGN.md / issue 3), judged on the medians of the per-round
+/// (paired) figures.
+pub fn targets(
+    a: &Analysis,
+    side_by_side: &SideBySide,
+    memory: Option<&MemoryReport>,
+    wasm_bytes: u64,
+) -> Vec<Target> {
+    let added = side_by_side.pooled_added_p99_us;
+    let mut delay = Target::new(
+        "added_delay_p99_us",
+        format!("per-event delay p99 added over plain Envoy <= {TARGET_ADDED_P99_US} us at moderate load"),
+        added,
+        added.is_some_and(|x| x <= TARGET_ADDED_P99_US),
+    );
+    delay.basis = Some(Basis::SideBySide {
+        basis: "plain Envoy and streamtap side by side, at the same time: p99 of all repetitions' events pooled",
+        per_repetition_added_p99_us: side_by_side.added_p99_us.clone(),
+        sequential_runs_added_p99_us: median_of(&added_over_plain(a, |f| {
+            f.moderate.delay_p99_us
+        })),
+    });
+    let growth = memory.and_then(|m| m.capped_growth_per_stream_bytes);
+    vec![
+        throughput_target(
+            a,
+            Variant::EmptyWasm,
+            TARGET_VS_EMPTY,
+            "events_per_s_vs_empty_wasm",
+            format!("streamtap events/s >= {TARGET_VS_EMPTY} x near-empty wasm"),
+        ),
+        throughput_target(
+            a,
+            Variant::SseToMetadata,
+            TARGET_VS_SSE,
+            "events_per_s_vs_sse_to_metadata",
+            format!("streamtap events/s >= {TARGET_VS_SSE} x native sse_to_metadata"),
+        ),
+        delay,
+        Target::new(
+            "memory_per_stream_independent_of_length",
+            format!(
+                "memory streamtap adds per open stream grows <= {TARGET_MEM_GROWTH_BYTES} bytes for a 10x longer response (content capped at {IDLE_CAPPED_CONTENT_BYTES} bytes; Envoy's own growth subtracted)"
+            ),
+            growth,
+            growth.is_some_and(|x| x <= TARGET_MEM_GROWTH_BYTES),
+        ),
+        Target::new(
+            "wasm_size_bytes",
+            format!("streamtap.wasm <= {TARGET_WASM_BYTES} bytes"),
+            Some(wasm_bytes as f64),
+            wasm_bytes <= TARGET_WASM_BYTES,
+        ),
+    ]
+}
+
+fn median_of(v: &[f64]) -> Option<f64> {
+    spread(v).map(|s| s.median)
+}
+
+/// Events/s compare Envoy only when Envoy's worker was the limit for both
+/// variants; else the capacity ratio: the inverse ratio of worker CPU per event.
+fn throughput_target(
+    a: &Analysis,
+    other: Variant,
+    bound: f64,
+    key: &'static str,
+    text: String,
+) -> Target {
+    let eps = median_of(&a.paired(Variant::Streamtap, other, |f| f.sat.events_per_s, ratio));
+    let capacity = median_of(&a.paired(
+        other,
+        Variant::Streamtap,
+        |f| f.paced.cpu.envoy_worker_cpu_us_per_event,
+        ratio,
+    ));
+    let (basis, measured) = if a.saturated(Variant::Streamtap) && a.saturated(other) {
+        ("events/s at saturation, Envoy's worker the limit", eps)
+    } else {
+        (
+            "capacity: inverse ratio of Envoy worker CPU per event at paced load (the bench did not saturate Envoy's worker)",
+            capacity,
+        )
+    };
+    let mut t = Target::new(key, text, measured, measured.is_some_and(|x| x >= bound));
+    t.basis = Some(Basis::Throughput {
+        basis,
+        events_per_s_ratio: eps,
+        capacity_ratio_from_worker_cpu: capacity,
+    });
+    t
 }
 
 /// Honest notes on what the numbers mean, from the numbers.
-pub(crate) fn notes(summaries: &BTreeMap<Variant, BTreeMap<String, Value>>) -> Vec<String> {
-    let med = |v: Variant, k: &str| {
-        summaries
-            .get(&v)
-            .and_then(|s| s.get(k))
-            .and_then(|x| x["median"].as_f64())
-    };
+pub fn notes(a: &Analysis) -> Vec<String> {
     let pct = |x: Option<f64>| x.map_or("?".to_string(), |x| format!("{:.0}%", x * 100.0));
     let mut notes = Vec::new();
     let unsaturated: Vec<String> = VARIANTS
         .iter()
         .filter(|v| v.filter().is_some())
-        .filter_map(|v| {
-            let busy = med(*v, "sat_envoy_worker_busy")?;
+        .filter_map(|&v| {
+            let busy = a.median(v, |f| f.sat.cpu.envoy_worker_busy)?;
             (busy < SATURATED_WORKER_BUSY).then(|| {
                 format!(
                     "{} (worker {}, bench {})",
                     v.label(),
                     pct(Some(busy)),
-                    pct(med(*v, "sat_bench_cores"))
+                    pct(a.median(v, |f| f.sat.cpu.bench_cores))
                 )
             })
         })
@@ -126,15 +331,14 @@ pub(crate) fn notes(summaries: &BTreeMap<Variant, BTreeMap<String, Value>>) -> V
         ));
     }
     let worst = |v: Variant| {
-        ["moderate", "paced", "sat"]
-            .iter()
-            .filter_map(|p| {
-                summaries
-                    .get(&v)
-                    .and_then(|s| s.get(&format!("{p}_other_cores")))
-                    .and_then(|x| x["max"].as_f64())
-            })
-            .fold(0.0, f64::max)
+        [
+            a.max(v, |f| f.moderate.cpu.other_cores),
+            a.max(v, |f| f.paced.cpu.other_cores),
+            a.max(v, |f| f.sat.cpu.other_cores),
+        ]
+        .into_iter()
+        .flatten()
+        .fold(0.0, f64::max)
     };
     let disturbed: Vec<String> = VARIANTS
         .iter()
@@ -148,18 +352,19 @@ pub(crate) fn notes(summaries: &BTreeMap<Variant, BTreeMap<String, Value>>) -> V
             disturbed.join(", ")
         ));
     }
-    if let Some(epc) = med(Variant::Streamtap, "sat_envoy_events_per_chunk") {
+    let med = |v: Variant, pick: Pick| a.median(v, pick).unwrap_or(f64::NAN);
+    if let Some(epc) = a.median(Variant::Streamtap, |f| f.sat.envoy_events_per_chunk) {
         notes.push(format!(
             "at saturation (no pause between events) TCP coalesces the mock's one-write-per-event stream: streamtap saw {epc:.1} SSE events per \
              body chunk (the client read {:.1} events per read through plain Envoy, {:.1} through the \
              near-empty wasm filter); at paced load {:.2}, at moderate load {:.2}",
-            med(Variant::Plain, "sat_client_events_per_read").unwrap_or(f64::NAN),
-            med(Variant::EmptyWasm, "sat_client_events_per_read").unwrap_or(f64::NAN),
-            med(Variant::Streamtap, "paced_envoy_events_per_chunk").unwrap_or(f64::NAN),
-            med(Variant::Streamtap, "moderate_envoy_events_per_chunk").unwrap_or(f64::NAN),
+            med(Variant::Plain, |f| f.sat.client_events_per_read),
+            med(Variant::EmptyWasm, |f| f.sat.client_events_per_read),
+            med(Variant::Streamtap, |f| f.paced.envoy_events_per_chunk),
+            med(Variant::Streamtap, |f| f.moderate.envoy_events_per_chunk),
         ));
     }
-    if let Some(d) = med(Variant::Streamtap, "sat_streamtap_summaries_dropped") {
+    if let Some(d) = a.median(Variant::Streamtap, |f| f.sat.streamtap.summaries_dropped) {
         if d > 0.0 {
             notes.push(format!(
                 "streamtap dropped {d:.0} summaries during a saturation run (export queue or POST limits); the stream was unaffected"
@@ -167,4 +372,86 @@ pub(crate) fn notes(summaries: &BTreeMap<Variant, BTreeMap<String, Value>>) -> V
         }
     }
     notes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summary_takes_median_and_spread_per_figure() {
+        let mut a = RoundFigures::default();
+        a.sat.events_per_s = Some(1.0);
+        let mut b = RoundFigures::default();
+        b.sat.events_per_s = Some(3.0);
+        b.envoy_rss_mb = Some(5.0);
+        let s = summary_json(&[a, b]);
+        let x = s["sat_events_per_s"].as_ref().unwrap();
+        assert_eq!((x.median, x.min, x.max), (2.0, 1.0, 3.0));
+        assert_eq!(x.rounds, vec![1.0, 3.0]);
+        assert_eq!(s["envoy_rss_mb"].as_ref().unwrap().max, 5.0);
+    }
+
+    #[test]
+    fn paired_figures_are_per_round_and_skip_missing_ones() {
+        let round = |eps: Option<f64>| RoundFigures {
+            sat: crate::measurement::figures::Saturation {
+                events_per_s: eps,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let rounds: Rounds = [
+            (
+                Variant::Streamtap,
+                vec![round(Some(90.0)), round(Some(80.0)), round(None)],
+            ),
+            (
+                Variant::EmptyWasm,
+                vec![round(Some(100.0)), round(Some(f64::NAN)), round(Some(1.0))],
+            ),
+        ]
+        .into_iter()
+        .collect();
+        let a = Analysis { rounds: &rounds };
+        let r = a.paired(
+            Variant::Streamtap,
+            Variant::EmptyWasm,
+            |f| f.sat.events_per_s,
+            ratio,
+        );
+        assert_eq!(r, vec![0.9]);
+        assert_eq!(
+            a.median(Variant::Streamtap, |f| f.sat.events_per_s),
+            Some(85.0)
+        );
+    }
+
+    #[test]
+    fn targets_serialize_flat_with_their_basis() {
+        let mut t = Target::new("k", "text".into(), Some(1.0), true);
+        t.basis = Some(Basis::Throughput {
+            basis: "b",
+            events_per_s_ratio: None,
+            capacity_ratio_from_worker_cpu: Some(1.0),
+        });
+        let v = serde_json::to_value(&t).unwrap();
+        let keys: Vec<&String> = v.as_object().unwrap().keys().collect();
+        assert_eq!(
+            keys,
+            [
+                "basis",
+                "capacity_ratio_from_worker_cpu",
+                "events_per_s_ratio",
+                "key",
+                "measured",
+                "pass",
+                "target"
+            ]
+        );
+        assert_eq!(v["events_per_s_ratio"], serde_json::Value::Null);
+        let plain = serde_json::to_value(Target::new("w", "t".into(), None, false)).unwrap();
+        assert_eq!(plain["pass"], serde_json::Value::Null);
+        assert!(plain.get("basis").is_none());
+    }
 }

@@ -1,8 +1,19 @@
-//! The PNG chart of `bench/results/latest.png`.
+//! The chart of `make bench`, `latest.png` (plotters, text in DejaVu Sans
+//! loaded at run time: no system font libraries).
 
-use crate::*;
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::Path;
 
-pub(crate) fn load_font() -> Result<(), String> {
+use plotters::coord::CoordTranslate;
+use plotters::prelude::*;
+use plotters::style::{register_font, FontStyle};
+
+use crate::measurement::machine::Machine;
+use crate::settings::*;
+use crate::variants::Variant;
+
+fn load_font() -> Result<(), String> {
     let bytes = fs::read(FONT_PATH).map_err(|e| format!("read {FONT_PATH}: {e}"))?;
     // plotters keeps fonts for the whole process.
     let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
@@ -11,7 +22,7 @@ pub(crate) fn load_font() -> Result<(), String> {
 }
 
 /// Up to `max` points of the empirical CDF of sorted values: (value, share ≤ it).
-pub(crate) fn cdf_points(sorted: &[u64], max: usize) -> Vec<(f64, f64)> {
+fn cdf_points(sorted: &[u64], max: usize) -> Vec<(f64, f64)> {
     let n = sorted.len();
     if n == 0 {
         return Vec::new();
@@ -25,32 +36,56 @@ pub(crate) fn cdf_points(sorted: &[u64], max: usize) -> Vec<(f64, f64)> {
     pts
 }
 
-pub(crate) fn draw_chart(
+/// Two panels: one slow call's tokens as they arrived (per variant), and
+/// the CDF of the per-event delay at moderate load.
+pub fn draw_chart(
     path: &Path,
     timelines: &BTreeMap<Variant, Vec<u64>>,
     delays: &BTreeMap<Variant, Vec<u64>>,
-    machine: &Value,
+    machine: &Machine,
 ) -> Result<(), String> {
     load_font()?;
-    let e = |err: &dyn std::fmt::Display| format!("chart: {err}");
     let root = BitMapBackend::new(path, (1600, 720)).into_drawing_area();
     root.fill(&WHITE).map_err(|x| e(&x))?;
     let title = format!(
         "streamtap bench — Envoy {} (1 worker), {} × {}, {}",
-        machine["envoy_version"]
-            .as_str()
-            .unwrap_or("?")
-            .split('/')
-            .nth(1)
-            .unwrap_or("?"),
-        machine["nproc"],
-        machine["cpu_model"].as_str().unwrap_or("?"),
-        machine["date_utc"].as_str().unwrap_or("?"),
+        machine.envoy_release(),
+        machine.nproc,
+        machine.cpu_model,
+        machine.date_utc,
     );
     let root = root.titled(&title, ("sans-serif", 26)).map_err(|x| e(&x))?;
     let (left, right) = root.split_horizontally(800);
 
-    // Panel 1: token arrival timelines of one slow call.
+    timeline_panel(&left, timelines)?;
+    delay_panel(&right, delays)?;
+    root.present().map_err(|x| e(&x))?;
+    Ok(())
+}
+
+type Area<'a> = DrawingArea<BitMapBackend<'a>, plotters::coord::Shift>;
+
+fn e(err: &dyn std::fmt::Display) -> String {
+    format!("chart: {err}")
+}
+
+/// The series' labels, boxed, at `position`.
+fn legend<'a, CT: CoordTranslate>(
+    chart: &mut ChartContext<'a, BitMapBackend<'a>, CT>,
+    position: SeriesLabelPosition,
+) -> Result<(), String> {
+    chart
+        .configure_series_labels()
+        .position(position)
+        .label_font(("sans-serif", 16))
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK.mix(0.4))
+        .draw()
+        .map_err(|x| e(&x))
+}
+
+/// Panel 1: token arrival timelines of one slow call.
+fn timeline_panel(left: &Area, timelines: &BTreeMap<Variant, Vec<u64>>) -> Result<(), String> {
     let max_ms = timelines
         .values()
         .flat_map(|t| t.iter())
@@ -58,7 +93,7 @@ pub(crate) fn draw_chart(
         .fold(0.0, f64::max)
         .max(1.0)
         * 1.05;
-    let mut chart = ChartBuilder::on(&left)
+    let mut chart = ChartBuilder::on(left)
         .caption(
             format!(
                 "One call, {TIMELINE_TOKENS} tokens {TIMELINE_INTERVAL_MS} ms apart: when each token arrived (lines coincide)"
@@ -110,16 +145,13 @@ pub(crate) fn draw_chart(
             )
             .map_err(|x| e(&x))?;
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .label_font(("sans-serif", 16))
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK.mix(0.4))
-        .draw()
-        .map_err(|x| e(&x))?;
+    legend(&mut chart, SeriesLabelPosition::UpperLeft)?;
 
-    // Panel 2: CDF of per-event delivery delay at moderate load.
+    Ok(())
+}
+
+/// Panel 2: CDF of per-event delivery delay at moderate load.
+fn delay_panel(right: &Area, delays: &BTreeMap<Variant, Vec<u64>>) -> Result<(), String> {
     let mut sorted: BTreeMap<Variant, Vec<u64>> = BTreeMap::new();
     for (v, d) in delays {
         let mut d = d.clone();
@@ -133,7 +165,7 @@ pub(crate) fn draw_chart(
         .map(|&x| x as f64)
         .fold(1000.0, f64::max)
         * 1.5;
-    let mut chart = ChartBuilder::on(&right)
+    let mut chart = ChartBuilder::on(right)
         .caption(
             format!(
                 "Per-event delivery delay, {MODERATE_CONNECTIONS} streams × {EVENTS_PER_CALL} events {MODERATE_INTERVAL_MS} ms apart (CDF)"
@@ -175,14 +207,54 @@ pub(crate) fn draw_chart(
                 PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(3))
             });
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
-        .label_font(("sans-serif", 16))
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK.mix(0.4))
-        .draw()
-        .map_err(|x| e(&x))?;
-    root.present().map_err(|x| e(&x))?;
+    legend(&mut chart, SeriesLabelPosition::LowerRight)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cdf_points_end_at_one_and_are_bounded() {
+        let v: Vec<u64> = (1..=10_000).collect();
+        let pts = cdf_points(&v, 100);
+        assert!(pts.len() <= 102);
+        assert_eq!(pts.last(), Some(&(10_000.0, 1.0)));
+        assert!(pts.windows(2).all(|w| w[0].1 <= w[1].1 && w[0].0 <= w[1].0));
+        assert!(cdf_points(&[], 10).is_empty());
+        assert_eq!(cdf_points(&[0], 10), vec![(1.0, 1.0), (1.0, 1.0)]);
+    }
+
+    #[test]
+    fn draws_both_panels_when_the_font_is_there() {
+        if !Path::new(FONT_PATH).is_file() {
+            return; // `make bench` installs it; elsewhere there is no chart to draw
+        }
+        let machine = Machine {
+            nproc: 2,
+            cpu_model: "cpu".into(),
+            kernel: "k".into(),
+            mem_total_bytes: 1 << 30,
+            envoy_version: "sha/1.40.0/Clean".into(),
+            date_utc: "today".into(),
+            clk_tck: 100,
+            busy_cores_before_start: 0.0,
+        };
+        let series = |v: Variant, us: u64| (v, (1..=30).map(|i| i * us).collect::<Vec<u64>>());
+        let timelines = [
+            series(Variant::Plain, 50_000),
+            series(Variant::Streamtap, 50_100),
+        ]
+        .into_iter()
+        .collect();
+        let delays = [series(Variant::Plain, 10), series(Variant::Streamtap, 12)]
+            .into_iter()
+            .collect();
+        let path = std::env::temp_dir().join(format!("bench-chart-{}.png", std::process::id()));
+        draw_chart(&path, &timelines, &delays, &machine).unwrap();
+        let png = fs::read(&path).unwrap();
+        let _ = fs::remove_file(&path);
+        assert!(png.starts_with(b"\x89PNG"), "not a PNG");
+    }
 }

@@ -1,9 +1,10 @@
-//! The set-ups measured side by side: the mock directly, plain Envoy, and Envoy with each filter.
+//! The set-ups the same workload runs through, side by side.
 
-use crate::*;
+use plotters::style::RGBColor;
+use testbed::envoy::FilterVariant;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) enum Variant {
+pub enum Variant {
     Direct,
     Plain,
     EmptyWasm,
@@ -12,7 +13,7 @@ pub(crate) enum Variant {
     Buffering,
 }
 
-pub(crate) const VARIANTS: [Variant; 6] = [
+pub const VARIANTS: [Variant; 6] = [
     Variant::Direct,
     Variant::Plain,
     Variant::EmptyWasm,
@@ -22,7 +23,8 @@ pub(crate) const VARIANTS: [Variant; 6] = [
 ];
 
 impl Variant {
-    pub(crate) fn key(self) -> &'static str {
+    /// Its key in `latest.json` and `BENCH_VARIANTS`.
+    pub fn key(self) -> &'static str {
         match self {
             Variant::Direct => "direct",
             Variant::Plain => "plain_envoy",
@@ -33,7 +35,11 @@ impl Variant {
         }
     }
 
-    pub(crate) fn label(self) -> &'static str {
+    pub fn from_key(key: &str) -> Option<Variant> {
+        VARIANTS.iter().copied().find(|v| v.key() == key)
+    }
+
+    pub fn label(self) -> &'static str {
         match self {
             Variant::Direct => "direct (no proxy)",
             Variant::Plain => "plain Envoy",
@@ -44,7 +50,8 @@ impl Variant {
         }
     }
 
-    pub(crate) fn filter(self) -> Option<FilterVariant> {
+    /// The filter before Envoy's router; `None`: no Envoy at all.
+    pub fn filter(self) -> Option<FilterVariant> {
         match self {
             Variant::Direct => None,
             Variant::Plain => Some(FilterVariant::NoFilter),
@@ -55,7 +62,7 @@ impl Variant {
         }
     }
 
-    pub(crate) fn color(self) -> RGBColor {
+    pub fn color(self) -> RGBColor {
         match self {
             Variant::Direct => RGBColor(120, 120, 120),
             Variant::Plain => RGBColor(31, 119, 180),
@@ -66,7 +73,8 @@ impl Variant {
         }
     }
 
-    pub(crate) fn in_timeline(self) -> bool {
+    /// In the chart's panel of one slow call.
+    pub fn in_timeline(self) -> bool {
         matches!(
             self,
             Variant::Direct | Variant::Plain | Variant::Streamtap | Variant::Buffering

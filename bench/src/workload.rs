@@ -1,8 +1,16 @@
-//! The load shapes of the phases: moderate (latency), paced (CPU per event) and saturation (throughput).
+//! The streaming workloads the load generator (crate::loadgen) runs, and
+//! their description in `latest.json`.
 
-use crate::*;
+use std::net::SocketAddr;
+use std::time::Duration;
 
-pub(crate) fn moderate_workload(target: std::net::SocketAddr) -> Workload {
+use crate::loadgen::{self, CallShape, LoadReport, Stop, Workload};
+use serde_json::{json, Value};
+
+use crate::settings::*;
+
+/// Moderate load (latency): 20 streams, an event every 10 ms each, staggered.
+pub fn moderate(target: SocketAddr) -> Workload {
     Workload {
         target,
         connections: MODERATE_CONNECTIONS,
@@ -13,11 +21,9 @@ pub(crate) fn moderate_workload(target: std::net::SocketAddr) -> Workload {
     }
 }
 
-pub(crate) fn saturation_workload(
-    target: std::net::SocketAddr,
-    settings: &Settings,
-    duration: Duration,
-) -> Workload {
+/// Saturation (throughput, and the warm-up): calls back to back, no pause
+/// between events, for `duration`.
+pub fn saturation(target: SocketAddr, settings: &Settings, duration: Duration) -> Workload {
     Workload {
         target,
         connections: settings.saturation_connections,
@@ -31,7 +37,8 @@ pub(crate) fn saturation_workload(
     }
 }
 
-pub(crate) fn paced_workload(target: std::net::SocketAddr) -> Workload {
+/// Paced high load (CPU per event): 400 streams, an event every 5 ms each.
+pub fn paced(target: SocketAddr) -> Workload {
     Workload {
         target,
         connections: PACED_CONNECTIONS,
@@ -42,7 +49,38 @@ pub(crate) fn paced_workload(target: std::net::SocketAddr) -> Workload {
     }
 }
 
-pub(crate) fn check_errors(what: &str, report: &LoadReport) -> Result<(), String> {
+/// Before the idle-stream memory runs: both response lengths, a few calls.
+pub fn idle_warmup(target: SocketAddr, events: usize) -> Workload {
+    Workload {
+        target,
+        connections: 8,
+        shape: CallShape::with_events(events, 0),
+        stop: Stop::CallsPerConnection(3),
+        record: false,
+        stagger: Duration::ZERO,
+    }
+}
+
+/// The idle streams: one event per write, paced, so Envoy sees the same
+/// chunks in both sets; then the stream idles, open, after `events`.
+pub fn idle_stream(events: usize) -> CallShape {
+    CallShape {
+        tokens: 2 * IDLE_LONG_EVENTS,
+        idle_after: Some(events),
+        ..CallShape::with_events(0, IDLE_INTERVAL_MS)
+    }
+}
+
+/// The slow call of the chart's timeline panel.
+pub fn timeline() -> CallShape {
+    CallShape {
+        tokens: TIMELINE_TOKENS,
+        ..CallShape::with_events(0, TIMELINE_INTERVAL_MS)
+    }
+}
+
+/// A run with any failed call is no measurement.
+pub fn check_errors(what: &str, report: &LoadReport) -> Result<(), String> {
     if report.errors > 0 {
         return Err(format!(
             "{what}: {} errors, the first: {}",
@@ -51,4 +89,37 @@ pub(crate) fn check_errors(what: &str, report: &LoadReport) -> Result<(), String
         ));
     }
     Ok(())
+}
+
+/// `workload` in `latest.json`.
+pub fn describe(settings: &Settings) -> Value {
+    json!({
+        "events_per_call": EVENTS_PER_CALL,
+        "tokens_per_call": EVENTS_PER_CALL - loadgen::NON_TOKEN_EVENTS,
+        "request": loadgen::CHAT_BODY,
+        "mock_chunking": "event (one write per SSE event)",
+        "rounds": settings.rounds,
+        "envoy_concurrency": 1,
+        "moderate": {
+            "connections": MODERATE_CONNECTIONS,
+            "interval_ms": MODERATE_INTERVAL_MS,
+            "calls_per_connection": MODERATE_CALLS_PER_CONNECTION,
+            "stagger": "connection i starts i/20 of an interval late",
+        },
+        "saturation": {
+            "connections": settings.saturation_connections,
+            "interval_ms": 0,
+            "seconds": settings.saturation.as_secs_f64(),
+            "warmup_seconds": WARMUP.as_secs_f64(),
+        },
+        "idle_streams": {
+            "streams": IDLE_STREAMS,
+            "interval_ms": IDLE_INTERVAL_MS,
+            "short_events": IDLE_SHORT_EVENTS,
+            "long_events": IDLE_LONG_EVENTS,
+            "capped_max_content_bytes": IDLE_CAPPED_CONTENT_BYTES,
+        },
+        "timeline": {"tokens": TIMELINE_TOKENS, "interval_ms": TIMELINE_INTERVAL_MS},
+        "streamtap_plugin_config": settings.streamtap_config,
+    })
 }

@@ -7,7 +7,7 @@
 use crate::call::identity::trace_id_of;
 use crate::call::record::{CallRecord, Outcome};
 use crate::config::{is_credential_field, listed_owned};
-use crate::provider::request_scan::RequestScan;
+use crate::provider::request::RequestScan;
 use crate::provider::Api;
 use crate::wire::decompress::{Encoding, Inflater, Progress};
 use crate::wire::json;
@@ -743,7 +743,7 @@ mod tests {
             heap = heap.max(tap.request_scan.heap_bytes() + tap.request_body.capacity());
         }
         assert!(
-            heap <= crate::provider::request_scan::MAX_MODEL_BYTES,
+            heap <= crate::provider::request::MAX_MODEL_BYTES,
             "{heap} heap bytes for a {} byte body",
             body.len()
         );

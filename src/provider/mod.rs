@@ -11,7 +11,6 @@ pub mod anthropic_messages;
 pub mod openai_chat;
 pub mod openai_responses;
 pub mod request;
-pub mod request_scan;
 pub mod shared;
 
 use crate::call::record::CallRecord;

@@ -1,0 +1,10 @@
+//! Measuring: one variant in one round ([`round`]), the latency side by side
+//! ([`paired`]), the memory of open streams ([`memory`]), the CPU windows
+//! they all read ([`cpu`]), into typed [`figures`]; and the [`machine`].
+
+pub mod cpu;
+pub mod figures;
+pub mod machine;
+pub mod memory;
+pub mod paired;
+pub mod round;
