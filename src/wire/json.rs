@@ -437,6 +437,23 @@ pub fn redact(bytes: &[u8], sensitive: &dyn Fn(&[u8]) -> bool) -> Option<String>
     String::from_utf8(out).ok()
 }
 
+/// The character of a one-letter escape (`\n` → newline); None for `u`
+/// (four hex digits follow) and for anything JSON does not define. Shared by
+/// the pull reader and the push tokenizer (`json_stream`).
+pub(crate) fn simple_escape(code: u8) -> Option<char> {
+    Some(match code {
+        b'"' => '"',
+        b'\\' => '\\',
+        b'/' => '/',
+        b'b' => '\u{8}',
+        b'f' => '\u{c}',
+        b'n' => '\n',
+        b'r' => '\r',
+        b't' => '\t',
+        _ => return None,
+    })
+}
+
 /// Decodes a string's escapes (`\n`, `\"`, `\u00e9`, surrogate pairs).
 fn unescape(raw: &[u8]) -> Result<String> {
     let mut out = String::with_capacity(raw.len());
@@ -447,14 +464,6 @@ fn unescape(raw: &[u8]) -> Result<String> {
         let code = *tail.get(1).ok_or(ParseError)?;
         rest = tail.get(2..).ok_or(ParseError)?;
         let ch = match code {
-            b'"' => '"',
-            b'\\' => '\\',
-            b'/' => '/',
-            b'b' => '\u{8}',
-            b'f' => '\u{c}',
-            b'n' => '\n',
-            b'r' => '\r',
-            b't' => '\t',
             b'u' => {
                 let unit = hex4(rest)?;
                 rest = rest.get(4..).ok_or(ParseError)?;
@@ -474,7 +483,7 @@ fn unescape(raw: &[u8]) -> Result<String> {
                     char::from_u32(unit).ok_or(ParseError)?
                 }
             }
-            _ => return Err(ParseError),
+            other => simple_escape(other).ok_or(ParseError)?,
         };
         out.push(ch);
     }

@@ -437,21 +437,13 @@ impl JsonStream {
             State::Str if b == b'"' => self.string_end(sink),
             State::Str if b == b'\\' => self.state = State::Escape,
             State::Escape => {
-                let ch = match b {
-                    b'"' => '"',
-                    b'\\' => '\\',
-                    b'/' => '/',
-                    b'b' => '\u{8}',
-                    b'f' => '\u{c}',
-                    b'n' => '\n',
-                    b'r' => '\r',
-                    b't' => '\t',
-                    b'u' => {
-                        self.code = 0;
-                        self.state = State::Hex(0);
-                        return;
-                    }
-                    _ => return self.fail(),
+                if b == b'u' {
+                    self.code = 0;
+                    self.state = State::Hex(0);
+                    return;
+                }
+                let Some(ch) = crate::wire::json::simple_escape(b) else {
+                    return self.fail();
                 };
                 self.state = State::Str;
                 self.char_piece(ch, sink);
