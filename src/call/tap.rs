@@ -831,20 +831,7 @@ mod tests {
         }
         body.push_str(STREAM);
         let encoded = crate::wire::decompress::tests::gzip(body.as_bytes());
-        let mut tap = CallTap::new(
-            TapSettings {
-                max_decoded_bytes: CAP,
-                ..settings()
-            },
-            1_000_000,
-        );
-        tap.on_request_headers(
-            Some("POST".into()),
-            Some("/v1/chat/completions".into()),
-            None,
-            None,
-        );
-        tap.on_response_headers(Some(200), Some("text/event-stream"), Some("gzip"));
+        let mut tap = gzip_chat_tap(CAP);
         for chunk in encoded.chunks(1000) {
             tap.on_response_body(chunk, 1_200_000);
         }
@@ -871,23 +858,25 @@ mod tests {
         );
     }
 
+    /// A gzip chat stream's tap, ready for body chunks, decoding at most `cap` bytes.
+    fn gzip_chat_tap(cap: usize) -> CallTap {
+        crate::replay::Exchange {
+            request_id: None,
+            content_encoding: Some("gzip".into()),
+            settings: TapSettings {
+                max_decoded_bytes: cap,
+                ..settings()
+            },
+            start_us: 1_000_000,
+            ..crate::replay::Exchange::stream("/v1/chat/completions")
+        }
+        .tap()
+    }
+
     #[test]
     fn gzip_stream_within_the_cap_is_not_marked() {
         let encoded = crate::wire::decompress::tests::gzip(STREAM.as_bytes());
-        let mut tap = CallTap::new(
-            TapSettings {
-                max_decoded_bytes: STREAM.len(),
-                ..settings()
-            },
-            1_000_000,
-        );
-        tap.on_request_headers(
-            Some("POST".into()),
-            Some("/v1/chat/completions".into()),
-            None,
-            None,
-        );
-        tap.on_response_headers(Some(200), Some("text/event-stream"), Some("gzip"));
+        let mut tap = gzip_chat_tap(STREAM.len());
         tap.on_response_body(&encoded, 1_200_000);
         let f = tap.finish_at_end_of_stream(1_300_000).unwrap();
         assert!(!f.decode_capped);
