@@ -217,3 +217,52 @@ fn the_direct_chain_streams_live() {
     eprintln!("{}", run.describe());
     assert_live(&run, "direct");
 }
+
+/// The patterns stream through streamtap unchanged and it summarizes them:
+/// provider, completed, every delta counted (usage reported). The quick ones
+/// by default; `STREAMTAP_ALL_PATTERNS=1` runs all eight (~20 s).
+#[test]
+fn the_patterns_stream_through_streamtap() {
+    let mut cases = vec![
+        ("fast", patterns::fast()),
+        ("too_short", patterns::too_short()),
+        ("first_then_wall", patterns::first_then_wall()),
+        ("anthropic_keepalives", patterns::anthropic_keepalives()),
+    ];
+    if std::env::var_os("STREAMTAP_ALL_PATTERNS").is_some() {
+        cases.extend([
+            ("smooth", patterns::smooth()),
+            ("one_wall", patterns::one_wall()),
+            ("stall_mid_stream", patterns::stall_mid_stream()),
+            ("slow_start_reasoning", patterns::slow_start_reasoning()),
+        ]);
+    }
+    let chain = DownstreamStack::direct();
+    for (name, t) in cases {
+        let run = chain.call(&t, &[]);
+        eprintln!("{name}: {} reads over {:?}", run.reads(), run.read_span());
+        assert_eq!(run.got.body, t.body(), "{name}");
+        let waited = run.last_write() - run.served.started;
+        assert!(
+            waited >= t.duration() && waited < t.duration() + Duration::from_millis(500),
+            "{name}: the last write left {waited:?} after the head, due at {:?}",
+            t.duration()
+        );
+        let s = chain.summary_for(&run);
+        let provider = if t.path == "/v1/messages" {
+            "anthropic"
+        } else {
+            "openai"
+        };
+        assert_eq!(s["provider"], provider, "{name}: {s}");
+        assert_eq!(s["outcome"], "completed", "{name}: {s}");
+        assert_eq!(s["output_tokens"], t.deltas(), "{name}: {s}");
+        if name == "slow_start_reasoning" {
+            assert!(
+                s["reasoning"].as_str().is_some_and(|r| !r.is_empty()),
+                "{s}"
+            );
+            assert!(s["ttft_ms"].as_f64().is_some_and(|ms| ms >= 5000.0), "{s}");
+        }
+    }
+}
