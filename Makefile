@@ -18,7 +18,7 @@ WASM_BUILT    := $(or $(CARGO_TARGET_DIR),target)/$(WASM_TARGET)/release/streamt
 ENVOY         := $(VENV)/bin/envoy
 
 .PHONY: help wasm-target venv build test test-unit test-integration lint fmt demo clean distclean
-.PHONY: bench-filters wasm-opt images compose-test
+.PHONY: bench-filters wasm-opt nginx images compose-test
 
 help: ## List the targets
 	@echo "streamtap make targets:"
@@ -58,6 +58,20 @@ wasm-opt: ## Install binaryen's wasm-opt (Debian package) when missing
 	  echo "warning: could not install binaryen; dist/streamtap.wasm will not be size-optimized"; \
 	fi
 
+# nginx (Debian's package) sits in front of Envoy in tests/downstream_buffering.rs:
+# a real reverse proxy whose `gzip on` buffers an SSE stream. The binary is found
+# at NGINX_BIN, in PATH or at /usr/sbin/nginx. Debian 12's `nginx` package is the
+# core server (nginx-light only adds the echo module); apt needs root or sudo.
+nginx: ## Install nginx (Debian package) when missing: apt-get, as root or with sudo
+	@if command -v nginx >/dev/null || [[ -x /usr/sbin/nginx ]]; then \
+	  echo "nginx: $$(command -v nginx || echo /usr/sbin/nginx)"; \
+	else \
+	  SUDO=$$([[ $$(id -u) -eq 0 ]] || echo sudo); \
+	  $$SUDO apt-get install -y -q nginx >/dev/null 2>&1 || \
+	  ($$SUDO apt-get update -q >/dev/null && $$SUDO apt-get install -y -q nginx >/dev/null); \
+	  /usr/sbin/nginx -v; \
+	fi
+
 build: wasm-target wasm-opt ## Build the filter into dist/streamtap.wasm
 	$(CARGO) build --release --target $(WASM_TARGET) -p streamtap
 	@mkdir -p $(dir $(WASM))
@@ -68,7 +82,7 @@ build: wasm-target wasm-opt ## Build the filter into dist/streamtap.wasm
 	fi
 	@echo "$(WASM): $$(wc -c < $(WASM)) bytes"
 
-test: build bench-filters venv ## All tests: unit (parallel), then integration against real Envoy (one at a time)
+test: build bench-filters venv nginx ## All tests: unit (parallel), then integration against real Envoy (one at a time)
 	$(MAKE) test-unit
 	$(MAKE) test-integration
 	@if docker info >/dev/null 2>&1; then $(MAKE) compose-test; else echo "docker engine not answering: compose test skipped"; fi

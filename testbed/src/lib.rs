@@ -5,6 +5,7 @@ pub mod client;
 pub mod collector;
 pub mod envoy;
 pub mod http1;
+pub mod nginx;
 pub mod procfs;
 pub mod replay;
 pub mod scripted;

@@ -116,6 +116,92 @@ pub fn gzip(data: &[u8]) -> Vec<u8> {
     out
 }
 
+/// The data of a gzip body (RFC 1952): one or more members, each with its
+/// header fields skipped and its CRC-32 and size checked.
+pub fn gunzip(mut data: &[u8]) -> Result<Vec<u8>, String> {
+    const FHCRC: u8 = 2;
+    const FEXTRA: u8 = 4;
+    const FNAME: u8 = 8;
+    const FCOMMENT: u8 = 16;
+    let mut out = Vec::new();
+    while !data.is_empty() {
+        let (&[id1, id2, method, flags], rest) = split(data, 4)? else {
+            return Err("gzip: short header".into());
+        };
+        if (id1, id2, method) != (0x1f, 0x8b, 8) {
+            return Err(format!(
+                "gzip: not a deflate gzip member (bytes {id1:#x} {id2:#x} {method})"
+            ));
+        }
+        // mtime (4), xfl (1), os (1)
+        let (_, mut rest) = split(rest, 6)?;
+        if flags & FEXTRA != 0 {
+            let (len, r) = split(rest, 2)?;
+            let len = usize::from(u16::from_le_bytes([len[0], len[1]]));
+            rest = split(r, len)?.1;
+        }
+        for flag in [FNAME, FCOMMENT] {
+            if flags & flag != 0 {
+                let nul = rest
+                    .iter()
+                    .position(|&b| b == 0)
+                    .ok_or("gzip: unterminated header string")?;
+                rest = split(rest, nul + 1)?.1;
+            }
+        }
+        if flags & FHCRC != 0 {
+            rest = split(rest, 2)?.1;
+        }
+        let (inflated, used) = inflate_member(rest)?;
+        let (trailer, r) = split(split(rest, used)?.1, 8)?;
+        let crc = u32::from_le_bytes([trailer[0], trailer[1], trailer[2], trailer[3]]);
+        let size = u32::from_le_bytes([trailer[4], trailer[5], trailer[6], trailer[7]]);
+        if crc != crc32(&inflated) || size != inflated.len() as u32 {
+            return Err("gzip: CRC-32 or size does not match the data".into());
+        }
+        out.extend_from_slice(&inflated);
+        data = r;
+    }
+    Ok(out)
+}
+
+fn split(data: &[u8], at: usize) -> Result<(&[u8], &[u8]), String> {
+    if data.len() < at {
+        return Err("gzip: truncated".into());
+    }
+    Ok(data.split_at(at))
+}
+
+/// Inflates one raw deflate stream: the data and the input bytes it used.
+fn inflate_member(input: &[u8]) -> Result<(Vec<u8>, usize), String> {
+    use miniz_oxide::inflate::core::{decompress, inflate_flags, DecompressorOxide};
+    use miniz_oxide::inflate::TINFLStatus;
+    let mut state = DecompressorOxide::new();
+    let mut out = vec![0u8; input.len().saturating_mul(4).max(4096)];
+    let (mut in_pos, mut out_pos) = (0, 0);
+    loop {
+        // All the input is there: no TINFL_FLAG_HAS_MORE_INPUT.
+        let flags = inflate_flags::TINFL_FLAG_USING_NON_WRAPPING_OUTPUT_BUF;
+        let (status, used, written) = decompress(
+            &mut state,
+            input.get(in_pos..).unwrap_or_default(),
+            &mut out,
+            out_pos,
+            flags,
+        );
+        in_pos += used;
+        out_pos += written;
+        match status {
+            TINFLStatus::Done => {
+                out.truncate(out_pos);
+                return Ok((out, in_pos));
+            }
+            TINFLStatus::HasMoreOutput => out.resize(out.len() * 2, 0),
+            other => return Err(format!("gzip: inflate failed: {other:?}")),
+        }
+    }
+}
+
 fn crc32(data: &[u8]) -> u32 {
     let mut crc = !0u32;
     for &byte in data {
@@ -134,6 +220,24 @@ fn crc32(data: &[u8]) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gunzip_reads_what_gzip_wrote_and_named_members() {
+        let data = b"data: hello\n\n".repeat(300);
+        assert_eq!(gunzip(&gzip(&data)).unwrap(), data);
+        // Two members, the second with FNAME set (as `gzip file` writes).
+        let mut two = gzip(b"ab");
+        let mut named = gzip(b"cd");
+        named[3] = 8;
+        named.splice(10..10, b"f.txt\0".iter().copied());
+        two.extend(named);
+        assert_eq!(gunzip(&two).unwrap(), b"abcd");
+        let mut bad = gzip(&data);
+        let n = bad.len();
+        bad[n - 5] ^= 1;
+        assert!(gunzip(&bad).is_err());
+        assert!(gunzip(&gzip(&data)[..20]).is_err());
+    }
 
     #[test]
     fn crc32_of_known_input() {

@@ -33,6 +33,12 @@ pub enum Chunking {
     Fixed(usize),
     /// Writes of these sizes, in order, cycling; a 0 is taken as 1.
     Sizes(Vec<usize>),
+    /// Writes at given times: for each, the pause before it and its size in
+    /// bytes (a 0 is taken as 1). The pauses are kept on a schedule from the
+    /// moment the response head was written (write k is due at the sum of the
+    /// first k pauses), so sleeps do not add up drift. Bytes past the last entry
+    /// go in one more write without a pause. [`Script::gap`] is not used.
+    Timed(Vec<(Duration, usize)>),
 }
 
 /// How the response ends.
@@ -89,6 +95,14 @@ impl Script {
         }
     }
 
+    /// A 200 `text/event-stream`, chunked, completed: the body is the writes'
+    /// bytes joined, each written after its pause ([`Chunking::Timed`]).
+    pub fn timed_sse(writes: Vec<(Duration, Vec<u8>)>) -> Script {
+        let chunking = Chunking::Timed(writes.iter().map(|(p, b)| (*p, b.len())).collect());
+        let body: Vec<u8> = writes.into_iter().flat_map(|(_, b)| b).collect();
+        Script::sse(body).chunking(chunking)
+    }
+
     pub fn chunking(mut self, c: Chunking) -> Script {
         self.chunking = c;
         self
@@ -126,7 +140,8 @@ pub struct Served {
     pub complete: bool,
     /// When the response head had been written.
     pub started: Instant,
-    /// One per body write: when it had completed, and the body offset just past it.
+    /// One per body write: when it had completed (`write_all` returned), and
+    /// the body offset just past it.
     pub writes: Vec<(Instant, usize)>,
     /// When the handler was done with it.
     pub finished: Instant,
@@ -345,7 +360,10 @@ fn run_script(conn: &mut TcpStream, script: &Script, served: &mut Served) -> boo
     let mut offset = 0;
     let mut sizes_at = 0;
     let mut first = true;
+    // Chunking::Timed: the next entry, and when its write is due.
+    let mut due = served.started;
     while offset < limit {
+        let mut pause = None;
         let size = match &script.chunking {
             Chunking::Whole => limit - offset,
             Chunking::Fixed(n) => (*n).max(1),
@@ -355,9 +373,23 @@ fn run_script(conn: &mut TcpStream, script: &Script, served: &mut Served) -> boo
                 sizes_at += 1;
                 s
             }
+            Chunking::Timed(v) => match v.get(sizes_at) {
+                Some(&(p, s)) => {
+                    sizes_at += 1;
+                    pause = Some(p);
+                    s.max(1)
+                }
+                None => limit - offset,
+            },
         };
         let end = (offset + size).min(limit);
-        if !first && !script.gap.is_zero() {
+        if let Some(p) = pause {
+            due += p;
+            if let Some(left) = due.checked_duration_since(Instant::now()) {
+                thread::sleep(left);
+            }
+        } else if !first && !script.gap.is_zero() && !matches!(script.chunking, Chunking::Timed(_))
+        {
             thread::sleep(script.gap);
         }
         first = false;
@@ -479,5 +511,38 @@ mod tests {
             client::post_until(up.addr, "/x", &[("x-script", "b")], b"{}", usize::MAX).unwrap();
         assert!(!got.complete);
         assert_eq!(got.body.len(), 100);
+    }
+
+    #[test]
+    fn timed_writes_leave_on_schedule() {
+        let up = ScriptedUpstream::start().unwrap();
+        let ms = Duration::from_millis;
+        let writes = vec![
+            (ms(0), b"data: a\n\n".to_vec()),
+            (ms(150), b"data: b\n\n".to_vec()),
+            (ms(50), b"data: c\n\ndata: d\n\n".to_vec()),
+        ];
+        up.script("t", Script::timed_sse(writes));
+        let got = client::post(up.addr, "/x", &[("x-script", "t")], b"{}").unwrap();
+        assert_eq!(got.body, b"data: a\n\ndata: b\n\ndata: c\n\ndata: d\n\n");
+        let s = up.wait_served("t", Duration::from_secs(5)).unwrap();
+        let ends: Vec<usize> = s.writes.iter().map(|w| w.1).collect();
+        assert_eq!(ends, [9, 18, 36]);
+        let at: Vec<Duration> = s.writes.iter().map(|w| w.0 - s.started).collect();
+        assert!(at[0] < ms(30), "{at:?}");
+        assert!(at[1] >= ms(150) && at[1] < ms(190), "{at:?}");
+        assert!(at[2] >= ms(200) && at[2] < ms(240), "{at:?}");
+        // The client saw three reads, each after its write.
+        assert_eq!(got.frames.len(), 3, "{:?}", got.frames);
+
+        // Bytes past the schedule go in one last write.
+        up.script(
+            "r",
+            Script::sse("0123456789").chunking(Chunking::Timed(vec![(ms(0), 4)])),
+        );
+        client::post(up.addr, "/x", &[("x-script", "r")], b"{}").unwrap();
+        let s = up.wait_served("r", Duration::from_secs(5)).unwrap();
+        let ends: Vec<usize> = s.writes.iter().map(|w| w.1).collect();
+        assert_eq!(ends, [4, 10]);
     }
 }

@@ -1,13 +1,19 @@
 //! What the integration tests share: the two stacks (mock or scripted upstream,
-//! collector, real Envoy with `dist/streamtap.wasm`), chat bodies, and waiting.
+//! collector, real Envoy with `dist/streamtap.wasm`), chains with nginx or a
+//! buffering Envoy around them, timed streams, chat bodies, and waiting.
 
 #![allow(dead_code, unused_imports)] // each test binary uses its own part of this module
 
 mod chat;
+mod downstream;
 mod mock_stack;
 mod scripted_stack;
+pub mod timeline;
 
-pub use chat::{chat_event, chat_request, chat_stream};
+pub use chat::{
+    chat_end_events, chat_event, chat_reasoning_event, chat_request, chat_role_event, chat_stream,
+};
+pub use downstream::{buffering_envoy, DownstreamStack, Run};
 pub use mock_stack::{header, Call, Stack};
 pub use scripted_stack::FaultStack;
 pub use testbed::wait::eventually;
