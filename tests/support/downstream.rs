@@ -43,7 +43,12 @@ impl DownstreamStack {
 
     /// client → nginx (`opts`) → streamtap's Envoy → scripted upstream.
     pub fn behind_nginx(opts: NginxOptions) -> DownstreamStack {
-        let stack = FaultStack::start(FAST_EXPORT);
+        Self::behind_nginx_with(opts, FAST_EXPORT)
+    }
+
+    /// As [`DownstreamStack::behind_nginx`], streamtap configured with `plugin_config`.
+    pub fn behind_nginx_with(opts: NginxOptions, plugin_config: &str) -> DownstreamStack {
+        let stack = FaultStack::start(plugin_config);
         let nginx = Nginx::start(stack.envoy.listener, &opts)
             .unwrap_or_else(|e| panic!("nginx did not start:\n{e}"));
         DownstreamStack {
