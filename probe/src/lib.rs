@@ -27,6 +27,8 @@ use crate::judge::{client_summary, unix_now_us, Sent};
 /// How long the collector is asked for the call: the filter exports in
 /// batches (every `flush_interval_ms`, 1 s by default).
 pub const COLLECTOR_WAIT: Duration = Duration::from_secs(5);
+/// Header values shorter than this are not blanked in shown text.
+const MIN_SECRET_BYTES: usize = 8;
 /// Bytes of an unexpected body shown in an error.
 const SHOWN_BODY_BYTES: usize = 200;
 
@@ -66,8 +68,9 @@ impl Redactor {
                 secrets.push(token.trim().to_string());
             }
         }
-        // Short values (`1`, `on`) would blank ordinary words, and cannot be secrets.
-        secrets.retain(|s| s.len() >= 4);
+        // Short values (`1`, `on`, `json`) would blank ordinary words, and
+        // are not credentials: the headers themselves are never printed.
+        secrets.retain(|s| s.len() >= MIN_SECRET_BYTES);
         secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
         Redactor { secrets }
     }
@@ -371,11 +374,13 @@ mod tests {
                 "Bearer sk-live-abcdef".to_string(),
             ),
             ("x-flag".to_string(), "on".to_string()),
+            ("x-script".to_string(), "json".to_string()),
         ];
         let redactor = Redactor::new(&headers);
         assert_eq!(
-            redactor.clean("401: bad key sk-live-abcdef (header Bearer sk-live-abcdef), flag on"),
-            "401: bad key [redacted] (header [redacted]), flag on"
+            redactor
+                .clean("401: bad key sk-live-abcdef (header Bearer sk-live-abcdef), flag on, json"),
+            "401: bad key [redacted] (header [redacted]), flag on, json"
         );
     }
 
