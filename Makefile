@@ -181,7 +181,7 @@ demo: build venv ## Run the demo: mock LLM + collector + Envoy with streamtap
 # echoed: ARGS may hold a credential.
 probe: ## Where is a stream buffered: make probe URL=http://host:port/v1/chat/completions [COLLECTOR=http://...] [ARGS=...]
 	@if [[ -z "$(URL)" ]]; then \
-	  echo "usage: make probe URL=http://host:port/v1/chat/completions [COLLECTOR=http://127.0.0.1:18090] [ARGS=\"--header 'Authorization: Bearer ...'\"]" >&2; \
+	  echo "usage: make probe URL=http://host:port/v1/chat/completions [COLLECTOR=http://127.0.0.1:18082] [ARGS=\"--header 'Authorization: Bearer ...'\"]" >&2; \
 	  exit 2; \
 	fi
 	@$(CARGO) run --release -q -p streamtap-probe -- '$(URL)' $(if $(COLLECTOR),--collector '$(COLLECTOR)') $(ARGS)

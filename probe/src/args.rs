@@ -10,7 +10,7 @@ pub const USAGE: &str = "usage: streamtap-probe URL [--model M] [--header 'Name:
                  gateway, or Envoy itself); http only
   --model M      the request's model (default gpt-4o-mini)
   --header H     an extra request header, e.g. 'Authorization: Bearer ...' (sent, never shown)
-  --collector U  streamtap's collector, e.g. http://127.0.0.1:18090: compare with Envoy's view
+  --collector U  streamtap's collector, e.g. http://127.0.0.1:18082: compare with Envoy's view
   --prompt TEXT  the user message (default: a counting task with a long, steady answer)
   --json         print one JSON object instead of lines of text
   --timeout-s N  give up after N seconds (default 120)";
@@ -190,7 +190,7 @@ mod tests {
             "Authorization: Bearer sk-secret",
             "-H",
             "x-tenant:blue",
-            "--collector=http://127.0.0.1:18090",
+            "--collector=http://127.0.0.1:18082",
             "--prompt",
             "say hi",
             "--json",
@@ -207,7 +207,7 @@ mod tests {
                 ("x-tenant".to_string(), "blue".to_string())
             ]
         );
-        assert_eq!(got.collector.unwrap().port, 18090);
+        assert_eq!(got.collector.unwrap().port, 18082);
         assert_eq!(got.prompt, "say hi");
         assert!(got.json);
         assert_eq!(got.timeout, Duration::from_millis(2500));
