@@ -27,6 +27,8 @@ use crate::judge::{client_summary, unix_now_us, Sent};
 /// How long the collector is asked for the call: the filter exports in
 /// batches (every `flush_interval_ms`, 1 s by default).
 pub const COLLECTOR_WAIT: Duration = Duration::from_secs(5);
+/// The `accept-encoding` sent unless the user gives one.
+pub const ACCEPT_ENCODING: &str = "gzip, deflate";
 /// Header values shorter than this are not blanked in shown text.
 const MIN_SECRET_BYTES: usize = 8;
 /// Bytes of an unexpected body shown in an error.
@@ -140,6 +142,12 @@ fn run_inner(args: &Args, collector_wait: Duration) -> Result<Report, String> {
     }
     if given("accept").is_none() {
         headers.push(("accept", "text/event-stream"));
+    }
+    // What the OpenAI SDKs offer: a compressing proxy on the path then
+    // compresses (and may buffer) for the probe as it does for them. The
+    // core inflates gzip and deflate.
+    if given("accept-encoding").is_none() {
+        headers.push(("accept-encoding", ACCEPT_ENCODING));
     }
     if given("x-request-id").is_none() {
         headers.push(("x-request-id", &request_id));

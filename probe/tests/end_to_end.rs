@@ -101,6 +101,10 @@ fn judges_the_client_side_and_sends_the_users_headers() {
         Some(report.request_id.as_str())
     );
     assert_eq!(served.header("accept"), Some("text/event-stream"));
+    assert_eq!(
+        served.header("accept-encoding"),
+        Some(probe::ACCEPT_ENCODING)
+    );
     let body: Value = serde_json::from_slice(&served.request_body).unwrap();
     assert_eq!(body["stream"], true);
     assert_eq!(body["stream_options"]["include_usage"], true);
@@ -223,6 +227,27 @@ fn a_call_the_collector_does_not_have_says_why() {
         report.diagnosis
     );
     assert_eq!(report.to_json()["envoy"], Value::Null);
+}
+
+#[test]
+fn a_gzipped_stream_is_read_after_inflating() {
+    let upstream = ScriptedUpstream::start().unwrap();
+    let body = testbed::replay::gzip(&chat_events(40).concat());
+    upstream.script(
+        "gzip",
+        Script::sse(body.clone())
+            .header("content-encoding", "gzip")
+            .chunking(Chunking::Fixed(body.len() / 8 + 1))
+            .gap(Duration::from_millis(20)),
+    );
+    let report = probe::run(&probe_args(&upstream, "gzip", &[]), SHORT_WAIT).unwrap();
+    assert_eq!(report.client["outcome"], "completed", "{}", report.client);
+    assert_eq!(report.client["model"], "gpt-4o-mini");
+    assert_eq!(report.client["finish_reasons"], json!(["stop"]));
+    // Before the core judges streams there is no stream_health.
+    if !report.client["stream_health"].is_null() {
+        assert_eq!(report.client["stream_health"]["content_deltas"], 40);
+    }
 }
 
 #[test]
