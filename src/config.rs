@@ -4,6 +4,7 @@
 //! types and out-of-range values are refused with an error naming the field, so
 //! Envoy refuses the config instead of running with a guess.
 
+use crate::call::health::Thresholds;
 use crate::wire::json::Json;
 use crate::ParseError;
 use std::collections::BTreeMap;
@@ -41,6 +42,12 @@ pub struct Config {
     pub sample_rate: f64,
     /// The filter's own log level in Envoy's log. Default `info`.
     pub log_level: LogLevel,
+    /// How event streams are judged (`stream_health` in summaries).
+    pub stream_health: Thresholds,
+    /// Add `x-accel-buffering: no` to event-stream responses that do not
+    /// set it, so nginx (and proxies that honour it) in front of Envoy pass
+    /// them on live, even with gzip. Default false.
+    pub disable_downstream_buffering: bool,
 }
 
 /// The levels of Envoy's log, as the config spells them.
@@ -197,6 +204,8 @@ impl Default for Config {
             capture: CaptureConfig::default(),
             sample_rate: default_sample_rate(),
             log_level: LogLevel::default(),
+            stream_health: Thresholds::default(),
+            disable_downstream_buffering: false,
         }
     }
 }
@@ -262,6 +271,12 @@ impl Config {
                     Ok(())
                 }
                 b"capture" => reader.capture(j, &mut config.capture),
+                b"stream_health" => reader.stream_health(j, &mut config.stream_health),
+                b"disable_downstream_buffering" => {
+                    config.disable_downstream_buffering =
+                        reader.boolean(j, "disable_downstream_buffering")?;
+                    Ok(())
+                }
                 b"sample_rate" => {
                     config.sample_rate = reader.number(j, "sample_rate")?;
                     Ok(())
@@ -309,6 +324,7 @@ impl Config {
             min,
             max,
         )?;
+        validate_stream_health(&self.stream_health)?;
         if let Some(c) = &self.collector {
             if c.cluster.is_empty() {
                 return Err(out_of_range("collector.cluster", "must not be empty"));
@@ -339,6 +355,27 @@ impl Config {
         }
         Ok(())
     }
+}
+
+fn validate_stream_health(t: &Thresholds) -> Result<(), ConfigError> {
+    check_range("stream_health.min_deltas", t.min_deltas, 2, 100_000)?;
+    check_range("stream_health.pause_ms", t.pause_ms, 10, 60_000)?;
+    check_range("stream_health.pace_factor", t.pace_factor, 2, 100)?;
+    check_range("stream_health.burst_deltas", t.burst_deltas, 2, 100_000)?;
+    check_range("stream_health.stall_ms", t.stall_ms, 100, 600_000)?;
+    if !(t.buffered_share > 0.0 && t.buffered_share <= 1.0) {
+        return Err(out_of_range(
+            "stream_health.buffered_share",
+            "must be above 0.0 and at most 1.0",
+        ));
+    }
+    if !(t.bursty_share > 0.0 && t.bursty_share <= t.buffered_share) {
+        return Err(out_of_range(
+            "stream_health.bursty_share",
+            "must be above 0.0 and at most stream_health.buffered_share",
+        ));
+    }
+    Ok(())
 }
 
 fn out_of_range(field: &str, message: &str) -> ConfigError {
@@ -521,6 +558,33 @@ impl Reader {
             }
         }
         Ok(c)
+    }
+
+    fn stream_health(&mut self, j: &mut Json<'_>, t: &mut Thresholds) -> Result<(), ParseError> {
+        if !j.peek_object() {
+            return self.fail("stream_health", "expected an object");
+        }
+        j.object(|key, j| {
+            let slot = match key {
+                b"min_deltas" => &mut t.min_deltas,
+                b"pause_ms" => &mut t.pause_ms,
+                b"pace_factor" => &mut t.pace_factor,
+                b"burst_deltas" => &mut t.burst_deltas,
+                b"stall_ms" => &mut t.stall_ms,
+                b"buffered_share" => {
+                    t.buffered_share = self.number(j, "stream_health.buffered_share")?;
+                    return Ok(());
+                }
+                b"bursty_share" => {
+                    t.bursty_share = self.number(j, "stream_health.bursty_share")?;
+                    return Ok(());
+                }
+                other => return self.unknown("stream_health.", other),
+            };
+            let name = String::from_utf8_lossy(key);
+            *slot = self.integer(j, &format!("stream_health.{name}"))?;
+            Ok(())
+        })
     }
 
     fn capture(&mut self, j: &mut Json<'_>, capture: &mut CaptureConfig) -> Result<(), ParseError> {

@@ -45,6 +45,7 @@ impl Exchange {
                 capture_request_content: false,
                 max_content_bytes: 65_536,
                 max_decoded_bytes: crate::config::DEFAULT_MAX_DECODED_BYTES,
+                health: crate::call::health::Thresholds::default(),
             },
             start_us: 1_764_000_000_000_000,
         }
@@ -68,6 +69,7 @@ impl Exchange {
             Some(self.status),
             Some(&self.content_type),
             self.content_encoding.as_deref(),
+            self.start_us,
         );
         tap
     }

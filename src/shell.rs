@@ -14,7 +14,9 @@
 //! nested one is refused instead of panicking, so a double borrow cannot
 //! kill the VM.
 
+use crate::call::health::Verdict;
 use crate::call::identity;
+use crate::call::live::{LiveStreams, Pulse};
 use crate::call::tap::{CallTap, Finished, TapSettings};
 use crate::config::{self, Config, ExportFormat};
 use crate::export::queue::{BatchResult, CollectorReply, ExportQueue, SharedQueue};
@@ -50,6 +52,11 @@ struct Metrics {
     /// Calls whose compressed copy hit `capture.max_decoded_bytes`.
     decode_capped: Option<u32>,
     ttft_ms: Option<u32>,
+    /// Gauges, moved by increments: every worker's VM adds to the same stat.
+    streams_active: Option<u32>,
+    streams_stalled: Option<u32>,
+    /// Calls per `stream_health.verdict`, in `Verdict::ALL` order.
+    verdicts: [Option<u32>; 5],
 }
 
 impl Metrics {
@@ -74,6 +81,9 @@ impl Metrics {
             calls_not_completed: counter("streamtap.calls_not_completed"),
             decode_capped: counter("streamtap.decode_capped"),
             ttft_ms: define(MetricType::Histogram, "streamtap.ttft_ms"),
+            streams_active: define(MetricType::Gauge, "streamtap.streams_active"),
+            streams_stalled: define(MetricType::Gauge, "streamtap.streams_stalled"),
+            verdicts: Verdict::ALL.map(|v| counter(&format!("streamtap.verdict.{}", v.name()))),
         }
     }
 }
@@ -87,11 +97,21 @@ fn add(metric: Option<u32>, by: u64) {
     }
 }
 
+/// Moves a gauge up or down.
+fn shift(gauge: Option<u32>, by: i64) {
+    if let Some(id) = gauge {
+        if let Err(status) = hostcalls::increment_metric(id, by) {
+            host_call_failed(HostCall::IncrementMetric, status);
+        }
+    }
+}
+
 /// Host calls whose failure is reported (each kind logged once per VM). What
 /// each failure costs: DefineMetric, a stat missing from /stats;
 /// Increment/RecordMetric, a stat undercounted; SetTickPeriod, no tick, so
 /// nothing is exported; SetFilterState, no summary in filter state and access
-/// logs; Done, Envoy may wait for this VM at shutdown.
+/// logs; AddHeader, no `x-accel-buffering: no` on that response; Done, Envoy
+/// may wait for this VM at shutdown.
 #[derive(Debug, Clone, Copy)]
 enum HostCall {
     DefineMetric,
@@ -99,6 +119,7 @@ enum HostCall {
     RecordMetric,
     SetTickPeriod,
     SetFilterState,
+    AddHeader,
     Done,
 }
 
@@ -162,6 +183,8 @@ struct Settings {
     redact_fields: Rc<[String]>,
     /// None without a collector.
     queue: Option<SharedQueue>,
+    /// The sampled event streams in flight, for the tick's stall watch.
+    live: LiveStreams,
 }
 
 #[derive(Default)]
@@ -254,6 +277,30 @@ impl StreamtapRoot {
     }
 }
 
+impl StreamtapRoot {
+    /// Moves the stalled gauge and logs each stream once when it stalls.
+    fn watch_stalls(&self) {
+        let Some(settings) = &self.settings else {
+            return;
+        };
+        let limits = &settings.config.stream_health;
+        let scan = settings.live.scan(now_us(), limits);
+        let metrics = settings.metrics;
+        for (request_id, silent_ms) in &scan.newly_stalled {
+            log::warn!(
+                "streamtap: stream {} stalled: no delta for {silent_ms} ms (stream_health.stall_ms {})",
+                request_id.as_deref().unwrap_or("without x-request-id"),
+                limits.stall_ms
+            );
+        }
+        let newly = i64::try_from(scan.newly_stalled.len()).unwrap_or(i64::MAX);
+        let recovered = i64::try_from(scan.recovered).unwrap_or(i64::MAX);
+        if newly != recovered {
+            shift(metrics.streams_stalled, newly - recovered);
+        }
+    }
+}
+
 impl Context for StreamtapRoot {
     fn on_http_call_response(
         &mut self,
@@ -326,11 +373,14 @@ impl RootContext for StreamtapRoot {
             .collector
             .as_ref()
             .map(|c| SharedQueue::new(ExportQueue::for_collector(c, seed)));
-        if let Some(collector) = &config.collector {
-            let tick = Duration::from_millis(collector.flush_interval_ms).min(MAX_TICK);
-            if let Err(status) = hostcalls::set_tick_period(tick) {
-                host_call_failed(HostCall::SetTickPeriod, status);
-            }
+        // The tick exports and watches for stalls: it runs with or without a collector.
+        let tick = config
+            .collector
+            .as_ref()
+            .map_or(MAX_TICK, |c| Duration::from_millis(c.flush_interval_ms))
+            .min(MAX_TICK);
+        if let Err(status) = hostcalls::set_tick_period(tick) {
+            host_call_failed(HostCall::SetTickPeriod, status);
         }
         let redact_fields = Rc::from(config.capture.redact_fields.clone());
         self.settings = Some(Rc::new(Settings {
@@ -338,12 +388,14 @@ impl RootContext for StreamtapRoot {
             metrics,
             redact_fields,
             queue,
+            live: LiveStreams::default(),
         }));
         true
     }
 
     fn on_tick(&mut self) {
         self.flush(false);
+        self.watch_stalls();
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
@@ -351,6 +403,7 @@ impl RootContext for StreamtapRoot {
         Some(Box::new(StreamtapHttp {
             settings,
             tap: None,
+            watched: None,
         }))
     }
 
@@ -363,6 +416,42 @@ struct StreamtapHttp {
     settings: Rc<Settings>,
     /// None when the call is not sampled.
     tap: Option<CallTap>,
+    /// A sampled event stream, while the tick watches it.
+    watched: Option<Watched>,
+}
+
+/// A stream on the `streams_active` gauge (and on `streams_stalled` while the
+/// tick says so). Ends once: when its call is summarized, or when Envoy
+/// drops the context, whichever comes first.
+struct Watched {
+    pulse: Rc<Pulse>,
+    metrics: Metrics,
+}
+
+impl Watched {
+    fn start(settings: &Settings, request_id: Option<&str>) -> Option<Watched> {
+        let pulse = settings.live.register(request_id.map(str::to_string))?;
+        shift(settings.metrics.streams_active, 1);
+        Some(Watched {
+            pulse,
+            metrics: settings.metrics,
+        })
+    }
+
+    fn end(&self) {
+        if let Some(was_stalled) = self.pulse.end() {
+            shift(self.metrics.streams_active, -1);
+            if was_stalled {
+                shift(self.metrics.streams_stalled, -1);
+            }
+        }
+    }
+}
+
+impl Drop for Watched {
+    fn drop(&mut self) {
+        self.end();
+    }
 }
 
 fn request_header(name: &str) -> Option<Vec<u8>> {
@@ -406,6 +495,9 @@ fn lossy(bytes: Option<Vec<u8>>) -> Option<String> {
 
 impl StreamtapHttp {
     fn publish(&mut self, finished: Finished) {
+        if let Some(watched) = self.watched.take() {
+            watched.end();
+        }
         let content = self.tap.as_ref().map(|t| t.content()).unwrap_or_default();
         set_filter_state(SUMMARY_KEY, finished.summary_json.as_bytes());
         set_filter_state(CONTENT_KEY, content.as_bytes());
@@ -418,6 +510,13 @@ impl StreamtapHttp {
             add(metrics.calls_not_completed, 1);
         }
         add(metrics.decode_capped, u64::from(finished.decode_capped));
+        if let Some(verdict) = finished.verdict {
+            let index = Verdict::ALL.iter().position(|v| *v == verdict);
+            add(
+                index.and_then(|i| metrics.verdicts.get(i).copied().flatten()),
+                1,
+            );
+        }
         if let (Some(id), Some(ttft)) = (metrics.ttft_ms, finished.ttft_ms) {
             if let Err(status) = hostcalls::record_metric(id, ttft) {
                 host_call_failed(HostCall::RecordMetric, status);
@@ -461,6 +560,7 @@ impl HttpContext for StreamtapHttp {
             capture_request_content: capture.request_content,
             max_content_bytes: capture.max_content_bytes,
             max_decoded_bytes: capture.max_decoded_bytes,
+            health: plugin.config.stream_health,
         };
         let mut call = CallTap::new(settings, now_us());
         let traceparent = lossy(request_header("traceparent"));
@@ -510,15 +610,32 @@ impl HttpContext for StreamtapHttp {
     }
 
     fn on_http_response_headers(&mut self, _headers: usize, end_of_stream: bool) -> Action {
+        let downstream_fix = self.settings.config.disable_downstream_buffering;
+        if self.tap.is_none() && !downstream_fix {
+            return Action::Continue;
+        }
+        let content_type = lossy(response_header("content-type"));
+        let event_stream = crate::wire::sse::is_event_stream(content_type.as_deref());
+        // Only when asked, only on event streams, never over the upstream's own.
+        if downstream_fix && event_stream && response_header("x-accel-buffering").is_none() {
+            if let Err(status) =
+                hostcalls::add_map_value(MapType::HttpResponseHeaders, "x-accel-buffering", "no")
+            {
+                host_call_failed(HostCall::AddHeader, status);
+            }
+        }
         if let Some(call) = self.tap.as_mut() {
             // A request without a body never saw its end in the body callback.
             call.on_request_end();
             let status = lossy(response_header(":status")).and_then(|s| s.parse().ok());
-            let content_type = lossy(response_header("content-type"));
             let encoding = lossy(response_header("content-encoding"));
-            call.on_response_headers(status, content_type.as_deref(), encoding.as_deref());
+            let now = now_us();
+            call.on_response_headers(status, content_type.as_deref(), encoding.as_deref(), now);
+            if event_stream && !end_of_stream {
+                self.watched = Watched::start(&self.settings, call.record().request.id.as_deref());
+            }
             if end_of_stream {
-                if let Some(finished) = finish_at_end(call, now_us()) {
+                if let Some(finished) = finish_at_end(call, now) {
                     self.publish(finished);
                 }
             }
@@ -535,6 +652,11 @@ impl HttpContext for StreamtapHttp {
                     hostcalls::get_buffer(BufferType::HttpResponseBody, 0, body_size)
                 {
                     call.on_response_body(&chunk, now);
+                    if let Some(watched) = &self.watched {
+                        watched
+                            .pulse
+                            .progress(call.record().health().and_then(|h| h.last_progress_us()));
+                    }
                 }
             }
             if end_of_stream {

@@ -192,6 +192,7 @@ fn summarize(path: &str, ct: &str, status: u16, chunks: &[&[u8]], end: Option<&s
             capture_request_content: true,
             max_content_bytes: 4096,
             max_decoded_bytes: streamtap::config::DEFAULT_MAX_DECODED_BYTES,
+            health: streamtap::call::health::Thresholds::default(),
         },
         start_us: START_US,
         ..Exchange::stream(path)

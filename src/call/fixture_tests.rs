@@ -26,6 +26,7 @@ fn summarize(f: &Fixture, chunks: &[&[u8]], encoding: Option<&str>) -> Value {
     let fields = summary.as_object_mut().unwrap();
     fields.remove("chunks");
     fields.remove("bytes");
+    crate::call::tap::tests::remove_chunk_shape(&mut summary);
     summary
 }
 
@@ -139,4 +140,41 @@ fn corrupt_gzip_is_counted_not_fatal() {
     let s = summarize(&f, &[&f.body], Some("gzip"));
     assert_eq!(s["parse_errors"], 1);
     assert_eq!(s["outcome"], "incomplete");
+}
+
+#[test]
+fn every_format_sends_an_end_marker_that_is_read() {
+    let all = fixtures();
+    for &api in crate::provider::Api::KNOWN {
+        let streams: Vec<&Fixture> = all
+            .iter()
+            .filter(|f| {
+                crate::provider::Api::from_path(&f.exchange.path) == api
+                    && f.exchange.content_type == "text/event-stream"
+            })
+            .collect();
+        let completed = streams
+            .into_iter()
+            .filter(|f| summarize(f, &[&f.body], None)["outcome"] == "completed");
+        let mut seen = 0;
+        for f in completed {
+            seen += 1;
+            let s = summarize(f, &[&f.body], None);
+            assert_eq!(
+                s["stream_health"]["end_marker"],
+                true,
+                "{}: the end marker of {api:?} ({:?}) was not seen",
+                f.file.display(),
+                api.end_marker()
+            );
+            // Without its last event the same stream is truncated (or
+            // incomplete after an error): never completed.
+            let body = String::from_utf8_lossy(&f.body);
+            let cut = body.trim_end().rfind("\n\n").map_or(0, |i| i + 2);
+            let s = summarize(f, &[&f.body[..cut]], None);
+            assert_ne!(s["outcome"], "completed", "{}", f.file.display());
+            assert_eq!(s["stream_health"]["end_marker"], false);
+        }
+        assert!(seen > 0, "{api:?}: no completed stream fixture");
+    }
 }

@@ -1,9 +1,11 @@
 //! One call as it passes: the tap that routes its bytes, the record of its
-//! facts and timings, the estimates and the gap histogram.
+//! facts and timings, the estimates, the histograms and the streaming-health verdict.
 
 pub mod estimate;
-pub mod gaps;
+pub mod health;
+pub mod histogram;
 pub mod identity;
+pub mod live;
 pub mod record;
 pub mod tap;
 

@@ -4,15 +4,16 @@
 //! Times are microseconds since the Unix epoch, passed in by the caller.
 
 use crate::call::estimate::TokenEstimator;
-use crate::call::gaps::GapHistogram;
+use crate::call::health::{HealthReport, Phase, StreamHealth, Thresholds};
+use crate::call::histogram::LogHistogram;
 use serde::Serialize;
 
-/// How many finish reasons (one per choice) a summary keeps.
 /// The version of the summary's shape, in every summary (`schema_version`).
 /// Bump it with each change of a field's name, type or meaning, and say what
 /// changed in CHANGELOG.md.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
+/// How many finish reasons (one per choice) a summary keeps.
 const MAX_FINISH_REASONS: usize = 16;
 /// Longest error message kept.
 const MAX_ERROR_MESSAGE_BYTES: usize = 1024;
@@ -26,7 +27,11 @@ pub enum Outcome {
     HttpError,
     UpstreamReset,
     ClientCancelled,
+    /// A provider error inside a stream, or an end that was not read.
     Incomplete,
+    /// The stream closed cleanly without its end marker (`[DONE]`,
+    /// `message_stop`, `response.completed`...).
+    Truncated,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -144,6 +149,7 @@ pub struct CallRecord {
 
     pub first_byte_us: Option<u64>,
     pub first_token_us: Option<u64>,
+    first_tool_us: Option<u64>,
     last_token_us: Option<u64>,
     pub end_us: Option<u64>,
 
@@ -152,7 +158,10 @@ pub struct CallRecord {
     pub bytes: u64,
     pub parse_errors: u64,
 
-    gaps: GapHistogram,
+    gaps: LogHistogram,
+    /// Event streams only: how the deltas arrived, judged as they pass.
+    health: Option<StreamHealth>,
+    health_report: Option<HealthReport>,
     content: CappedText,
     reasoning: CappedText,
     tool_calls: Vec<ToolCall>,
@@ -186,13 +195,16 @@ impl CallRecord {
             saw_end_marker: false,
             first_byte_us: None,
             first_token_us: None,
+            first_tool_us: None,
             last_token_us: None,
             end_us: None,
             events: 0,
             chunks: 0,
             bytes: 0,
             parse_errors: 0,
-            gaps: GapHistogram::default(),
+            gaps: LogHistogram::default(),
+            health: None,
+            health_report: None,
             content: CappedText::default(),
             reasoning: CappedText::default(),
             tool_calls: Vec::new(),
@@ -212,21 +224,59 @@ impl CallRecord {
         self.first_byte_us.get_or_insert(now_us);
     }
 
+    /// An event-stream response started: judge how its deltas arrive.
+    /// `phased`: the format's deltas are told apart (false for an unknown one).
+    pub fn start_stream_health(&mut self, limits: Thresholds, phased: bool, now_us: u64) {
+        let mut health = StreamHealth::new(limits, phased, self.start_us);
+        health.response_started(now_us);
+        self.health = Some(health);
+    }
+
+    pub fn health_mut(&mut self) -> Option<&mut StreamHealth> {
+        self.health.as_mut()
+    }
+
+    pub fn health(&self) -> Option<&StreamHealth> {
+        self.health.as_ref()
+    }
+
+    /// Judges the stream once it ended (before its summary is made).
+    pub fn finish_health(&mut self, end_us: u64) {
+        let end_marker = self.saw_end_marker;
+        if let Some(health) = self.health.as_mut() {
+            self.health_report = Some(health.report(end_us, end_marker));
+        }
+    }
+
+    /// An event that carries no progress (Anthropic `ping`).
+    pub fn note_keepalive(&mut self) {
+        if let Some(health) = self.health.as_mut() {
+            health.on_keepalives(1);
+        }
+    }
+
     /// Something the model produced: answer text, reasoning or a tool call.
-    /// Counts for time to first token and for the gaps between tokens.
-    pub fn note_token_activity(&mut self, now_us: u64) {
+    /// Counts for time to first token, the gaps between tokens and the
+    /// stream's health.
+    pub fn note_token_activity(&mut self, now_us: u64, phase: Phase) {
         if let Some(last) = self.last_token_us {
             self.gaps.record(now_us.saturating_sub(last));
         }
         self.first_token_us.get_or_insert(now_us);
         self.last_token_us = Some(now_us);
+        if phase == Phase::ToolArguments {
+            self.first_tool_us.get_or_insert(now_us);
+        }
+        if let Some(health) = self.health.as_mut() {
+            health.on_delta(phase);
+        }
     }
 
     pub fn push_content(&mut self, text: &str, now_us: u64) {
         if text.is_empty() {
             return;
         }
-        self.note_token_activity(now_us);
+        self.note_token_activity(now_us, Phase::Content);
         self.output_estimate.feed(text);
         if self.capture_content {
             self.content.push(text, self.max_content_bytes);
@@ -238,7 +288,7 @@ impl CallRecord {
         if text.is_empty() {
             return;
         }
-        self.note_token_activity(now_us);
+        self.note_token_activity(now_us, Phase::Reasoning);
         self.output_estimate.feed(text);
         if self.capture_content {
             self.reasoning.push(text, self.max_content_bytes);
@@ -247,7 +297,7 @@ impl CallRecord {
 
     /// A tool call starts or its id/name arrive. Counts as model output.
     pub fn tool_call_begin(&mut self, key: u64, id: Option<&str>, name: Option<&str>, now_us: u64) {
-        self.note_token_activity(now_us);
+        self.note_token_activity(now_us, Phase::ToolArguments);
         if let Some(name) = name {
             self.output_estimate.feed(name);
         }
@@ -271,7 +321,7 @@ impl CallRecord {
         if piece.is_empty() {
             return;
         }
-        self.note_token_activity(now_us);
+        self.note_token_activity(now_us, Phase::ToolArguments);
         self.output_estimate.feed(piece);
         let cap = self.max_content_bytes;
         if let Some(call) = self.tool_call_mut(key) {
@@ -360,6 +410,17 @@ impl CallRecord {
         self.content.as_str()
     }
 
+    /// Output tokens after the first over the time from the first to the
+    /// last delta; None below 2 tokens or 50 ms (too little to measure).
+    fn output_tokens_per_s(&self, output_tokens: Option<u64>) -> Option<f64> {
+        let span_us = self.last_token_us?.saturating_sub(self.first_token_us?);
+        let tokens = output_tokens.filter(|&n| n >= 2)?;
+        (span_us >= 50_000).then(|| {
+            let per_s = (tokens - 1) as f64 * 1e6 / span_us as f64;
+            (per_s * 10.0).round() / 10.0
+        })
+    }
+
     pub fn summary(&self, outcome: Outcome) -> Summary<'_> {
         let ms_since_start =
             |t: Option<u64>| t.map(|t| micros_to_ms(t.saturating_sub(self.start_us)));
@@ -404,13 +465,15 @@ impl CallRecord {
             reasoning_output_tokens: self.usage.reasoning_output_tokens,
             ttfb_ms: ms_since_start(self.first_byte_us),
             ttft_ms: ms_since_start(self.first_token_us),
+            ttft_tool_ms: ms_since_start(self.first_tool_us),
+            output_tokens_per_s: self.output_tokens_per_s(output_tokens),
             duration_ms: ms_since_start(self.end_us),
             events: self.events,
             chunks: self.chunks,
             bytes: self.bytes,
-            max_gap_ms: self.gaps.max_us().map(micros_to_ms),
-            gap_p50_ms: self.gaps.quantile_us(0.5).map(micros_to_ms),
-            gap_p99_ms: self.gaps.quantile_us(0.99).map(micros_to_ms),
+            max_gap_ms: self.gaps.max().map(micros_to_ms),
+            gap_p50_ms: self.gaps.quantile(0.5).map(micros_to_ms),
+            gap_p99_ms: self.gaps.quantile(0.99).map(micros_to_ms),
             content: self.capture_content.then(|| self.content.as_str()),
             content_truncated: self.content.truncated(),
             reasoning: (self.capture_content && !self.reasoning.as_str().is_empty())
@@ -432,6 +495,7 @@ impl CallRecord {
             decode_capped: self.decode_capped,
             error: self.error_message.as_deref(),
             parse_errors: self.parse_errors,
+            stream_health: self.health_report,
             request_content: self.request.content.as_deref(),
             request_headers: &self.request.headers,
         }
@@ -476,6 +540,9 @@ pub struct Summary<'a> {
     pub reasoning_output_tokens: Option<u64>,
     pub ttfb_ms: Option<f64>,
     pub ttft_ms: Option<f64>,
+    /// The first tool-call delta.
+    pub ttft_tool_ms: Option<f64>,
+    pub output_tokens_per_s: Option<f64>,
     pub duration_ms: Option<f64>,
     pub events: u64,
     pub chunks: u64,
@@ -500,6 +567,8 @@ pub struct Summary<'a> {
     pub decode_capped: bool,
     pub error: Option<&'a str>,
     pub parse_errors: u64,
+    /// Null for a response that is not an event stream.
+    pub stream_health: Option<HealthReport>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub request_content: Option<&'a str>,
     #[serde(

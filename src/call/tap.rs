@@ -4,6 +4,7 @@
 //! The shell calls these methods from its callbacks and always lets the bytes
 //! go on; nothing here can hold a byte back.
 
+use crate::call::health::{Phase, Thresholds};
 use crate::call::identity::trace_id_of;
 use crate::call::record::{CallRecord, Outcome};
 use crate::config::{is_credential_field, listed_owned};
@@ -29,6 +30,8 @@ pub struct TapSettings {
     pub max_content_bytes: usize,
     /// Most bytes a compressed response is inflated to (`capture.max_decoded_bytes`).
     pub max_decoded_bytes: usize,
+    /// How an event stream's arrival is judged (`stream_health`).
+    pub health: Thresholds,
 }
 
 #[derive(Debug)]
@@ -56,6 +59,8 @@ pub struct Finished {
     /// The compressed body's copy was decoded only up to the cap: for the
     /// shell's `streamtap.decode_capped` counter.
     pub decode_capped: bool,
+    /// `stream_health.verdict`, for event streams.
+    pub verdict: Option<crate::call::health::Verdict>,
 }
 
 #[derive(Debug)]
@@ -74,6 +79,8 @@ pub struct CallTap {
     redact_fields: Option<Rc<[String]>>,
     finished: bool,
     outcome: Option<Outcome>,
+    /// The compressed copy could not be decoded: the rest went unread.
+    undecodable: bool,
 }
 
 impl CallTap {
@@ -94,6 +101,7 @@ impl CallTap {
             redact_fields: None,
             finished: false,
             outcome: None,
+            undecodable: false,
         }
     }
 
@@ -229,13 +237,14 @@ impl CallTap {
         status: Option<u16>,
         content_type: Option<&str>,
         content_encoding: Option<&str>,
+        now_us: u64,
     ) {
         self.record.status = status;
         let media_type = content_type
             .and_then(|ct| ct.split(';').next())
             .map(|mt| mt.trim().to_ascii_lowercase())
             .unwrap_or_default();
-        self.record.stream = media_type == "text/event-stream";
+        self.record.stream = crate::wire::sse::is_event_stream(content_type);
         let encoding = Encoding::from_header(content_encoding);
         self.inflater = Inflater::new(&encoding, self.settings.max_decoded_bytes);
         let readable = match encoding {
@@ -245,6 +254,11 @@ impl CallTap {
             }
             _ => true,
         };
+        if self.record.stream {
+            let phased = self.api != Api::Unknown;
+            self.record
+                .start_stream_health(self.settings.health, phased, now_us);
+        }
         self.response = if !readable {
             ResponseBody::Opaque
         } else if self.record.stream {
@@ -263,6 +277,20 @@ impl CallTap {
     /// to the chunk.
     pub fn on_response_body(&mut self, chunk: &[u8], now_us: u64) {
         self.record.note_chunk(chunk.len(), now_us);
+        let events_before = self.record.events;
+        self.read_chunk(chunk, now_us);
+        let keepalives = match &mut self.response {
+            ResponseBody::EventStream(decoder) => decoder.take_comments(),
+            _ => 0,
+        };
+        let events = self.record.events - events_before;
+        if let Some(health) = self.record.health_mut() {
+            health.on_keepalives(keepalives);
+            health.end_chunk(now_us, events);
+        }
+    }
+
+    fn read_chunk(&mut self, chunk: &[u8], now_us: u64) {
         let api = self.api;
         let record = &mut self.record;
         let response = &mut self.response;
@@ -284,6 +312,7 @@ impl CallTap {
                     // A copy that cannot be decoded: stop reading, count it.
                     Err(_) => {
                         record.parse_errors += 1;
+                        self.undecodable = true;
                         self.inflater = None;
                         self.response = ResponseBody::Opaque;
                     }
@@ -316,18 +345,19 @@ impl CallTap {
             Outcome::UpstreamReset
         } else if status >= 400 {
             Outcome::HttpError
-        } else if self.record.error_message.is_some()
-            || (self.record.stream
-                && self.api != Api::Unknown
-                // A capped copy was not read to its end: its end marker
-                // may well have passed unread.
-                && !self.record.decode_capped
-                && !self.record.saw_end_marker()
-                && self.record.finish_reasons.is_empty())
-        {
-            // A provider error inside a 200 stream, or a stream that never
-            // said it was done.
+        } else if self.record.error_message.is_some() || self.undecodable {
+            // A provider error inside a 200 stream, or a body that could
+            // not be read to its end.
             Outcome::Incomplete
+        } else if self.record.stream
+            && self.api != Api::Unknown
+            // A capped copy was not read to its end: its end marker may
+            // well have passed unread.
+            && !self.record.decode_capped
+            && !self.record.saw_end_marker()
+        {
+            // Closed cleanly, but the stream never said it was done.
+            Outcome::Truncated
         } else {
             Outcome::Completed
         };
@@ -368,6 +398,7 @@ impl CallTap {
         self.finished = true;
         self.outcome = Some(outcome);
         self.record.end_us = Some(now_us);
+        self.record.finish_health(now_us);
         let summary = self.record.summary(outcome);
         let ttft_ms = summary.ttft_ms.map(|ms| ms.round() as u64);
         // Serializing plain structs of strings and numbers cannot fail; an
@@ -380,6 +411,7 @@ impl CallTap {
             events: self.record.events,
             parse_errors: self.record.parse_errors,
             decode_capped: self.record.decode_capped,
+            verdict: summary.stream_health.map(|h| h.verdict),
         }
     }
 }
@@ -419,6 +451,13 @@ fn apply_event(
         record.parse_errors += 1;
         return;
     }
+    if api == Api::Unknown {
+        // A format not read: every event counts as progress.
+        if let Some(health) = record.health_mut() {
+            health.on_delta(Phase::Content);
+        }
+        return;
+    }
     if api.apply_stream_event(event.data, record, now_us).is_err() {
         record.parse_errors += 1;
     }
@@ -440,7 +479,7 @@ pub fn classify_abort(code_details: &str, status: Option<u16>) -> Outcome {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use serde_json::Value;
 
@@ -450,6 +489,7 @@ mod tests {
             capture_request_content: false,
             max_content_bytes: 1024,
             max_decoded_bytes: crate::config::DEFAULT_MAX_DECODED_BYTES,
+            health: crate::call::health::Thresholds::default(),
         }
     }
 
@@ -463,7 +503,12 @@ mod tests {
         );
         tap.on_request_body(br#"{"model":"gpt-4o-mini","stream":true,"messages":[]}"#);
         tap.on_request_end();
-        tap.on_response_headers(Some(200), Some("text/event-stream; charset=utf-8"), None);
+        tap.on_response_headers(
+            Some(200),
+            Some("text/event-stream; charset=utf-8"),
+            None,
+            1_100_000,
+        );
         tap
     }
 
@@ -520,7 +565,24 @@ mod tests {
         let f = tap.finish_at_end_of_stream(1_300_000).unwrap();
         let mut s = summary(&f);
         s.as_object_mut().unwrap().remove("chunks");
+        remove_chunk_shape(&mut s);
         s
+    }
+
+    /// The fields that say how the body was cut into chunks (all at one time
+    /// here), which nothing else may depend on.
+    pub(crate) fn remove_chunk_shape(summary: &mut Value) {
+        if let Some(health) = summary["stream_health"].as_object_mut() {
+            for key in [
+                "verdict",
+                "largest_burst",
+                "burst_share",
+                "events_per_chunk_max",
+                "events_per_chunk_p50",
+            ] {
+                health.remove(key);
+            }
+        }
     }
 
     #[test]
@@ -536,14 +598,15 @@ mod tests {
     }
 
     #[test]
-    fn stream_without_end_is_incomplete_and_reset_is_classified() {
+    fn stream_without_end_is_truncated_and_reset_is_classified() {
         let mut tap = chat_tap();
         tap.on_response_body(
             b"data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\n",
             1_100_000,
         );
         let f = tap.finish_at_end_of_stream(1_200_000).unwrap();
-        assert_eq!(f.outcome, Outcome::Incomplete);
+        assert_eq!(f.outcome, Outcome::Truncated);
+        assert_eq!(summary(&f)["stream_health"]["end_marker"], false);
 
         let mut tap = chat_tap();
         tap.on_response_body(
@@ -569,7 +632,7 @@ mod tests {
     #[test]
     fn envoys_own_503_for_a_reset_upstream_is_an_upstream_reset() {
         let mut tap = chat_tap();
-        tap.on_response_headers(Some(503), Some("text/plain"), None);
+        tap.on_response_headers(Some(503), Some("text/plain"), None, 0);
         assert!(tap.wants_code_details());
         let f = tap
             .finish_at_end(
@@ -579,7 +642,7 @@ mod tests {
             .unwrap();
         assert_eq!(f.outcome, Outcome::UpstreamReset);
         let mut tap = chat_tap();
-        tap.on_response_headers(Some(503), Some("application/json"), None);
+        tap.on_response_headers(Some(503), Some("application/json"), None, 0);
         let f = tap.finish_at_end(Some("via_upstream"), 1).unwrap();
         assert_eq!(f.outcome, Outcome::HttpError, "the upstream's own 503");
     }
@@ -600,7 +663,7 @@ mod tests {
     #[test]
     fn http_error_with_json_body() {
         let mut tap = chat_tap();
-        tap.on_response_headers(Some(429), Some("application/json"), None);
+        tap.on_response_headers(Some(429), Some("application/json"), None, 0);
         tap.on_response_body(
             br#"{"error":{"message":"Rate limit reached","type":"requests"}}"#,
             1_100_000,
@@ -616,7 +679,7 @@ mod tests {
     fn unknown_api_is_counted_not_guessed() {
         let mut tap = CallTap::new(settings(), 0);
         tap.on_request_headers(Some("POST".into()), Some("/v9/whatever".into()), None, None);
-        tap.on_response_headers(Some(200), Some("text/event-stream"), None);
+        tap.on_response_headers(Some(200), Some("text/event-stream"), None, 0);
         tap.on_response_body(STREAM.as_bytes(), 10);
         let s = summary(&tap.finish_at_end_of_stream(20).unwrap());
         assert_eq!(s["provider"], "unknown");
@@ -775,7 +838,7 @@ mod tests {
             None,
             None,
         );
-        tap.on_response_headers(Some(200), Some("text/event-stream"), None);
+        tap.on_response_headers(Some(200), Some("text/event-stream"), None, 0);
         let f = tap.finish_at_end_of_stream(1).unwrap();
         assert!(
             !f.summary_json.contains("AIzaSy-secret"),
@@ -801,7 +864,7 @@ mod tests {
         let encoded = crate::wire::decompress::tests::gzip(&decoded);
         drop(decoded);
         let mut tap = chat_tap();
-        tap.on_response_headers(Some(200), Some("text/event-stream"), Some("gzip"));
+        tap.on_response_headers(Some(200), Some("text/event-stream"), Some("gzip"), 0);
         let start = std::time::Instant::now();
         for chunk in encoded.chunks(64 * 1024) {
             tap.on_response_body(chunk, 1_200_000);
@@ -887,5 +950,91 @@ mod tests {
         );
         assert_eq!(f.events, 6);
         assert_eq!(summary(&f)["content"], "Hello");
+    }
+
+    fn chat_delta(text: &str) -> String {
+        format!("data: {{\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"{text}\"}}}}]}}\n\n")
+    }
+
+    const CHAT_END: &str = "data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\ndata: {\"choices\":[],\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":41}}\n\ndata: [DONE]\n\n";
+
+    /// A chat stream fed chunk by chunk at the given times (µs since the
+    /// request), ending 1 ms after the last.
+    fn timed_chat(chunks: &[(u64, String)]) -> Value {
+        let mut tap = chat_tap();
+        let start = 1_000_000;
+        for (at, bytes) in chunks {
+            tap.on_response_body(bytes.as_bytes(), start + at);
+        }
+        let end = chunks.last().map_or(0, |c| c.0) + 1000;
+        summary(&tap.finish_at_end_of_stream(start + end).unwrap())
+    }
+
+    #[test]
+    fn stream_health_is_judged_from_the_chunks_as_they_arrive() {
+        // 41 deltas 40 ms apart, one per chunk, from 150 ms.
+        let mut paced: Vec<(u64, String)> = (0..41)
+            .map(|i| (150_000 + i * 40_000, chat_delta("tok ")))
+            .collect();
+        paced.push((150_000 + 41 * 40_000, CHAT_END.to_string()));
+        let s = timed_chat(&paced);
+        let h = &s["stream_health"];
+        assert_eq!(h["verdict"], "smooth", "{h}");
+        assert_eq!(h["content_deltas"], 41);
+        assert_eq!(h["largest_burst"], 1);
+        assert_eq!(h["end_marker"], true);
+        assert_eq!(h["events_per_chunk_max"], 3);
+        assert_eq!(h["events_per_chunk_p50"], 1);
+        assert_eq!(s["outcome"], "completed");
+        // 40 tokens after the first over 1.6 s.
+        assert_eq!(s["output_tokens_per_s"], 25.0);
+
+        // The same deltas: the first, then 1.5 s of silence, then the rest at once.
+        let rest: String = (1..41).map(|_| chat_delta("tok ")).collect();
+        let s = timed_chat(&[(150_000, chat_delta("tok ")), (1_650_000, rest + CHAT_END)]);
+        let h = &s["stream_health"];
+        assert_eq!(h["verdict"], "buffered", "{h}");
+        assert_eq!(h["largest_burst"], 40);
+        assert_eq!(h["longest_stall_ms"], 1500.0);
+        assert_eq!(h["stall_phase"], "content");
+        assert!(s["output_tokens_per_s"].as_f64().unwrap() > 25.0);
+    }
+
+    #[test]
+    fn keepalives_and_tool_calls_are_seen_in_an_anthropic_stream() {
+        let mut tap = crate::replay::Exchange {
+            start_us: 0,
+            ..crate::replay::Exchange::stream("/v1/messages")
+        }
+        .tap();
+        let events = [
+            (100_000, "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"m\",\"model\":\"claude\",\"usage\":{\"input_tokens\":3,\"output_tokens\":1}}}\n\n"),
+            (150_000, "event: ping\ndata: {\"type\": \"ping\"}\n\n"),
+            (200_000, "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"tool_use\",\"id\":\"t1\",\"name\":\"get_weather\",\"input\":{}}}\n\n"),
+            (250_000, ": a comment\n\n"),
+            (300_000, "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":\"{}\"}}\n\n"),
+        ];
+        for (at, e) in events {
+            tap.on_response_body(e.as_bytes(), at);
+        }
+        let s = summary(&tap.finish_at_end_of_stream(400_000).unwrap());
+        assert_eq!(s["ttft_tool_ms"], 200.0);
+        assert_eq!(s["ttft_ms"], 200.0);
+        assert_eq!(s["outcome"], "truncated", "no message_stop");
+        let h = &s["stream_health"];
+        assert_eq!(h["keepalives"], 2, "{h}");
+        assert_eq!(h["verdict"], "too_short");
+        assert_eq!(h["end_marker"], false);
+        assert_eq!(h["stall_phase"], "first_token");
+    }
+
+    #[test]
+    fn a_response_that_is_not_an_event_stream_has_no_stream_health() {
+        let mut tap = CallTap::new(settings(), 0);
+        tap.on_response_headers(Some(200), Some("application/json"), None, 0);
+        tap.on_response_body(br#"{"choices":[]}"#, 10);
+        let s = summary(&tap.finish_at_end_of_stream(20).unwrap());
+        assert_eq!(s["stream_health"], Value::Null);
+        assert_eq!(s["output_tokens_per_s"], Value::Null);
     }
 }

@@ -182,3 +182,70 @@ fn not_json_is_refused() {
     let e = Config::parse(b"{not json").unwrap_err();
     assert!(!e.message.is_empty());
 }
+
+#[test]
+fn stream_health_thresholds_have_defaults_and_ranges() {
+    let c = Config::parse(b"{}").unwrap();
+    assert_eq!(c.stream_health, crate::call::health::Thresholds::default());
+    assert!(!c.disable_downstream_buffering);
+    let c = Config::parse(
+        br#"{"disable_downstream_buffering":true,"stream_health":{"min_deltas":4,"pause_ms":100,"pace_factor":4,"burst_deltas":3,"stall_ms":500,"buffered_share":0.8,"bursty_share":0.1}}"#,
+    )
+    .unwrap();
+    assert!(c.disable_downstream_buffering);
+    let t = c.stream_health;
+    assert_eq!(
+        (
+            t.min_deltas,
+            t.pause_ms,
+            t.pace_factor,
+            t.burst_deltas,
+            t.stall_ms
+        ),
+        (4, 100, 4, 3, 500)
+    );
+    assert_eq!((t.buffered_share, t.bursty_share), (0.8, 0.1));
+    for (bad, field) in [
+        (
+            r#"{"stream_health":{"min_deltas":1}}"#,
+            "stream_health.min_deltas",
+        ),
+        (
+            r#"{"stream_health":{"pause_ms":0}}"#,
+            "stream_health.pause_ms",
+        ),
+        (
+            r#"{"stream_health":{"pace_factor":1000}}"#,
+            "stream_health.pace_factor",
+        ),
+        (
+            r#"{"stream_health":{"burst_deltas":"8"}}"#,
+            "stream_health.burst_deltas",
+        ),
+        (
+            r#"{"stream_health":{"stall_ms":10}}"#,
+            "stream_health.stall_ms",
+        ),
+        (
+            r#"{"stream_health":{"buffered_share":0}}"#,
+            "stream_health.buffered_share",
+        ),
+        (
+            r#"{"stream_health":{"buffered_share":1.5}}"#,
+            "stream_health.buffered_share",
+        ),
+        (
+            r#"{"stream_health":{"buffered_share":0.4,"bursty_share":0.5}}"#,
+            "stream_health.bursty_share",
+        ),
+        (r#"{"stream_health":{"stall":1}}"#, "stream_health.stall"),
+        (r#"{"stream_health":[]}"#, "stream_health"),
+        (
+            r#"{"disable_downstream_buffering":"yes"}"#,
+            "disable_downstream_buffering",
+        ),
+    ] {
+        let e = Config::parse(bad.as_bytes()).unwrap_err();
+        assert_eq!(e.field, field, "{bad}: {e}");
+    }
+}

@@ -8,6 +8,7 @@
 //! `{"stringValue": ...}`, 64-bit integers as strings, hex trace ids) does not
 //! match any Rust struct shape, and serde_json only escapes the strings.
 
+use crate::call::health::Phase;
 use crate::call::record::{Outcome, Summary};
 
 /// `service.name` of the resource.
@@ -162,6 +163,8 @@ pub fn log_record(s: &Summary<'_>, observed_unix_us: u64) -> String {
     a.string("streamtap.usage_source", Some(usage_source_name(s)));
     a.double("streamtap.ttfb_ms", s.ttfb_ms);
     a.double("streamtap.ttft_ms", s.ttft_ms);
+    a.double("streamtap.ttft_tool_ms", s.ttft_tool_ms);
+    a.double("streamtap.output_tokens_per_s", s.output_tokens_per_s);
     a.double("streamtap.duration_ms", s.duration_ms);
     a.double("streamtap.max_gap_ms", s.max_gap_ms);
     a.double("streamtap.gap_p50_ms", s.gap_p50_ms);
@@ -176,6 +179,36 @@ pub fn log_record(s: &Summary<'_>, observed_unix_us: u64) -> String {
     );
     a.int("streamtap.tool_calls", Some(s.tool_calls.len() as u64));
     a.boolean("streamtap.content_truncated", s.content_truncated);
+    if let Some(h) = &s.stream_health {
+        a.string("streamtap.stream_health.verdict", Some(h.verdict.name()));
+        a.int(
+            "streamtap.stream_health.content_deltas",
+            Some(h.content_deltas),
+        );
+        a.int(
+            "streamtap.stream_health.largest_burst",
+            Some(h.largest_burst),
+        );
+        a.double("streamtap.stream_health.burst_share", Some(h.burst_share));
+        a.double(
+            "streamtap.stream_health.longest_stall_ms",
+            Some(h.longest_stall_ms),
+        );
+        a.string(
+            "streamtap.stream_health.stall_phase",
+            h.stall_phase.map(Phase::name),
+        );
+        a.int(
+            "streamtap.stream_health.events_per_chunk_max",
+            Some(h.events_per_chunk_max),
+        );
+        a.int(
+            "streamtap.stream_health.events_per_chunk_p50",
+            Some(h.events_per_chunk_p50),
+        );
+        a.boolean("streamtap.stream_health.end_marker", h.end_marker);
+        a.int("streamtap.stream_health.keepalives", Some(h.keepalives));
+    }
     a.string("error.message", s.error);
     let mut out = a.json;
     out.push_str("]}");
@@ -189,6 +222,7 @@ fn outcome_name(outcome: Outcome) -> &'static str {
         Outcome::UpstreamReset => "upstream_reset",
         Outcome::ClientCancelled => "client_cancelled",
         Outcome::Incomplete => "incomplete",
+        Outcome::Truncated => "truncated",
     }
 }
 

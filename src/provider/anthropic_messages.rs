@@ -16,6 +16,7 @@ pub struct Messages;
 impl WireFormat for Messages {
     const PROVIDER: &'static str = "anthropic";
     const API: &'static str = "messages";
+    const END_MARKER: &'static str = "message_stop";
 
     /// Applies one SSE event's data (the event name is repeated in `type`).
     fn apply_stream_event(data: &[u8], record: &mut CallRecord, now_us: u64) -> Result<()> {
@@ -52,8 +53,9 @@ impl WireFormat for Messages {
                 }
             }
             "message_stop" => record.mark_end(),
+            "ping" => record.note_keepalive(),
             "error" => record.set_error(event.error.as_deref().unwrap_or("error")),
-            // message_start (read above), ping, content_block_stop, later kinds.
+            // message_start (read above), content_block_stop, later kinds.
             _ => {}
         }
         Ok(())

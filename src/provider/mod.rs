@@ -24,6 +24,10 @@ pub trait WireFormat {
     const PROVIDER: &'static str;
     /// `api` in the summary (`gen_ai.operation.name` is derived from it).
     const API: &'static str;
+    /// The event that says the stream is done (`stream_health.end_marker`);
+    /// a stream that closes without it is `truncated`. Its reader calls
+    /// `CallRecord::mark_end` when it sees it.
+    const END_MARKER: &'static str;
     /// One SSE event's `data`.
     fn apply_stream_event(
         data: &[u8],
@@ -46,11 +50,21 @@ macro_rules! wire_formats {
 
         impl Api {
             const ROUTES: &'static [(&'static str, Api)] = &[$(($suffix, Api::$variant)),+];
+            /// Every known format (not `Unknown`).
+            pub const KNOWN: &'static [Api] = &[$(Api::$variant),+];
 
             pub fn provider(self) -> &'static str {
                 match self {
                     $(Api::$variant => <$format>::PROVIDER,)+
                     Api::Unknown => "unknown",
+                }
+            }
+
+            /// The end marker of the format, None for an unknown one.
+            pub fn end_marker(self) -> Option<&'static str> {
+                match self {
+                    $(Api::$variant => Some(<$format>::END_MARKER),)+
+                    Api::Unknown => None,
                 }
             }
 

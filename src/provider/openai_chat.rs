@@ -4,6 +4,7 @@
 
 use super::shared::{self, UsageKeys};
 use super::WireFormat;
+use crate::call::health::Phase;
 use crate::call::record::CallRecord;
 use crate::wire::json::Json;
 use crate::ParseError;
@@ -16,6 +17,7 @@ pub struct ChatCompletions;
 impl WireFormat for ChatCompletions {
     const PROVIDER: &'static str = "openai";
     const API: &'static str = "chat.completions";
+    const END_MARKER: &'static str = "data: [DONE]";
 
     fn apply_stream_event(data: &[u8], record: &mut CallRecord, now_us: u64) -> Result<()> {
         if data == b"[DONE]" {
@@ -148,7 +150,7 @@ fn apply_message(choice: u64, message: &Message<'_>, record: &mut CallRecord, no
         if choice == 0 {
             record.push_content(piece, now_us);
         } else if !piece.is_empty() {
-            record.note_token_activity(now_us);
+            record.note_token_activity(now_us, Phase::Content);
         }
     }
     for (position, call) in message.tool_calls.iter().enumerate() {

@@ -17,6 +17,7 @@ pub struct Responses;
 impl WireFormat for Responses {
     const PROVIDER: &'static str = "openai";
     const API: &'static str = "responses";
+    const END_MARKER: &'static str = "response.completed, response.failed or response.incomplete";
 
     fn apply_stream_event(data: &[u8], record: &mut CallRecord, now_us: u64) -> Result<()> {
         let event = read_event(data, record)?;

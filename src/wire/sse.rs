@@ -8,6 +8,13 @@
 //! across chunks is never mangled. One leading U+FEFF (a UTF-8 byte order
 //! mark) is stripped, as the spec says, even when it is split across chunks.
 
+/// True for a `content-type` of `text/event-stream` (any parameters, any case).
+pub fn is_event_stream(content_type: Option<&str>) -> bool {
+    content_type
+        .and_then(|ct| ct.split(';').next())
+        .is_some_and(|mt| mt.trim().eq_ignore_ascii_case("text/event-stream"))
+}
+
 /// UTF-8 byte order mark.
 const BOM: &[u8; 3] = b"\xEF\xBB\xBF";
 
@@ -39,6 +46,8 @@ pub struct SseDecoder {
     /// Bytes of a byte order mark matched at the start of the stream, while
     /// it is not yet known whether one is there; None once it is.
     bom_matched: Option<usize>,
+    /// Comment lines (`: ...`) since the last `take_comments`: keepalives.
+    comments: u64,
 }
 
 impl SseDecoder {
@@ -53,6 +62,7 @@ impl SseDecoder {
             oversized: false,
             max_event_bytes,
             bom_matched: Some(0),
+            comments: 0,
         }
     }
 
@@ -132,6 +142,11 @@ impl SseDecoder {
         self.after_cr = false;
     }
 
+    /// Comment lines seen since the last call.
+    pub fn take_comments(&mut self) -> u64 {
+        std::mem::take(&mut self.comments)
+    }
+
     /// True when bytes of an unfinished event are held.
     pub fn has_pending(&self) -> bool {
         !self.partial_line.is_empty()
@@ -168,7 +183,11 @@ impl SseDecoder {
             return;
         }
         let (field, value) = match memchr::memchr(b':', line) {
-            Some(0) => return, // comment
+            Some(0) => {
+                // A comment: servers send them to keep the connection open.
+                self.comments += 1;
+                return;
+            }
             Some(colon) => {
                 let (field, value) = line.split_at(colon);
                 let value = value.get(1..).unwrap_or_default();
@@ -310,6 +329,22 @@ mod tests {
     #[test]
     fn decodes_all_line_endings_fields_and_comments() {
         assert_eq!(decode(STREAM), expected());
+    }
+
+    #[test]
+    fn comments_are_counted_as_keepalives_at_any_split() {
+        for cut in 0..=STREAM.len() {
+            let (a, b) = STREAM.split_at(cut);
+            let mut d = SseDecoder::new(1 << 20);
+            d.feed(a, &mut |_| {});
+            let first = d.take_comments();
+            d.feed(b, &mut |_| {});
+            d.finish(&mut |_| {});
+            assert_eq!(first + d.take_comments(), 1, "cut at {cut}");
+        }
+        let mut d = SseDecoder::new(1 << 20);
+        d.feed(b": ping\n\n:\n\ndata: x\n\n", &mut |_| {});
+        assert_eq!(d.take_comments(), 2);
     }
 
     #[test]

@@ -1,9 +1,9 @@
-//! Gaps between content deltas, kept in a fixed log-linear histogram so a
-//! stream's memory does not grow with its length.
+//! A fixed log-linear histogram, so a stream's memory does not grow with its
+//! length: the gaps between content deltas (µs) and the events per body chunk.
 //!
-//! Values are microseconds. Below 16 µs each value has its own bucket; above,
-//! every power of two is split in 8 buckets, so a percentile is off by at most
-//! 1/16 of its value. Values are capped at 2^32 µs (71 minutes).
+//! Below 16 each value has its own bucket; above, every power of two is split
+//! in 8 buckets, so a percentile is off by at most 1/16 of its value. Values
+//! are capped at 2^32 (for gaps in µs: 71 minutes).
 
 const SUB_BITS: u32 = 3;
 const SUB_BUCKETS: usize = 1 << SUB_BITS;
@@ -12,15 +12,15 @@ const MAX_EXPONENT: u32 = 31;
 const BUCKETS: usize = EXACT + (MAX_EXPONENT as usize - SUB_BITS as usize) * SUB_BUCKETS;
 
 #[derive(Debug, Default)]
-pub struct GapHistogram {
-    /// Allocated at the first gap: calls without content cost nothing.
+pub struct LogHistogram {
+    /// Allocated at the first value: calls without content cost nothing.
     counts: Option<Box<[u32; BUCKETS]>>,
     total: u64,
-    max_us: u64,
+    max: u64,
 }
 
-fn bucket_of(value_us: u64) -> usize {
-    let v = value_us.min(u64::from(u32::MAX));
+fn bucket_of(value: u64) -> usize {
+    let v = value.min(u64::from(u32::MAX));
     if v < EXACT as u64 {
         return v as usize;
     }
@@ -42,26 +42,26 @@ fn bucket_value(index: usize) -> u64 {
     low + width / 2
 }
 
-impl GapHistogram {
-    pub fn record(&mut self, gap_us: u64) {
+impl LogHistogram {
+    pub fn record(&mut self, value: u64) {
         let counts = self.counts.get_or_insert_with(|| Box::new([0; BUCKETS]));
-        if let Some(slot) = counts.get_mut(bucket_of(gap_us)) {
+        if let Some(slot) = counts.get_mut(bucket_of(value)) {
             *slot = slot.saturating_add(1);
         }
         self.total += 1;
-        self.max_us = self.max_us.max(gap_us);
+        self.max = self.max.max(value);
     }
 
     pub fn count(&self) -> u64 {
         self.total
     }
 
-    pub fn max_us(&self) -> Option<u64> {
-        (self.total > 0).then_some(self.max_us)
+    pub fn max(&self) -> Option<u64> {
+        (self.total > 0).then_some(self.max)
     }
 
     /// The value at quantile `q` (0.0..=1.0), never above the largest gap.
-    pub fn quantile_us(&self, q: f64) -> Option<u64> {
+    pub fn quantile(&self, q: f64) -> Option<u64> {
         let counts = self.counts.as_ref()?;
         if self.total == 0 {
             return None;
@@ -71,10 +71,10 @@ impl GapHistogram {
         for (index, &c) in counts.iter().enumerate() {
             seen += u64::from(c);
             if seen >= rank {
-                return Some(bucket_value(index).min(self.max_us));
+                return Some(bucket_value(index).min(self.max));
             }
         }
-        Some(self.max_us)
+        Some(self.max)
     }
 }
 
@@ -104,26 +104,26 @@ mod tests {
 
     #[test]
     fn quantiles_of_known_gaps() {
-        let mut h = GapHistogram::default();
-        assert_eq!(h.quantile_us(0.5), None);
+        let mut h = LogHistogram::default();
+        assert_eq!(h.quantile(0.5), None);
         for _ in 0..98 {
             h.record(50_000);
         }
         h.record(400_000);
         h.record(1_000_000);
-        let p50 = h.quantile_us(0.5).unwrap();
+        let p50 = h.quantile(0.5).unwrap();
         assert!((p50 as f64 - 50_000.0).abs() <= 50_000.0 / 16.0, "{p50}");
-        let p99 = h.quantile_us(0.99).unwrap();
+        let p99 = h.quantile(0.99).unwrap();
         assert!((p99 as f64 - 400_000.0).abs() <= 400_000.0 / 16.0, "{p99}");
-        assert_eq!(h.quantile_us(1.0), Some(1_000_000));
-        assert_eq!(h.max_us(), Some(1_000_000));
+        assert_eq!(h.quantile(1.0), Some(1_000_000));
+        assert_eq!(h.max(), Some(1_000_000));
         assert_eq!(h.count(), 100);
     }
 
     #[test]
     fn quantile_never_exceeds_max() {
-        let mut h = GapHistogram::default();
+        let mut h = LogHistogram::default();
         h.record(17);
-        assert_eq!(h.quantile_us(0.5), Some(17));
+        assert_eq!(h.quantile(0.5), Some(17));
     }
 }
