@@ -56,8 +56,8 @@ pub fn diagnose(envoy: &EnvoySide, client: Option<&str>, end: ClientEnd) -> Stri
     };
     let Some(client) = client else {
         return format!(
-            "{prefix}the client-side summary has no stream_health: this streamtap core does not \
-             judge streams yet (summary schema_version 2 does)"
+            "{prefix}the client-side summary has no stream_health: the core did not read the \
+             response as an event stream"
         );
     };
     if client == "too_short" {

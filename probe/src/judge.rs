@@ -71,8 +71,8 @@ pub fn client_summary(sent: &Sent<'_>, result: &StreamResult) -> Result<Value, S
         .map_err(|err| format!("the core's summary is not JSON: {err}"))
 }
 
-// The two calls below are the whole of the probe's dependence on the
-// core's API beyond CallTap's body and end methods.
+// The two functions below are the whole of the probe's dependence on the
+// core's API beyond CallTap's request, body and end methods.
 
 /// The settings: nothing captured; the filter's default stream-health
 /// thresholds (`stream_health` in its config).
@@ -82,7 +82,7 @@ fn settings() -> TapSettings {
         capture_request_content: false,
         max_content_bytes: 0,
         max_decoded_bytes: streamtap::config::DEFAULT_MAX_DECODED_BYTES,
-        // CORE CHANGE (issue 10): add `health: Default::default(),`
+        health: Default::default(),
     }
 }
 
@@ -93,9 +93,7 @@ fn response_headers(
     content_encoding: Option<&str>,
     now_us: u64,
 ) {
-    // CORE CHANGE (issue 10): pass `now_us` as the last argument.
-    let _ = now_us;
-    tap.on_response_headers(Some(status), content_type, content_encoding);
+    tap.on_response_headers(Some(status), content_type, content_encoding, now_us);
 }
 
 #[cfg(test)]

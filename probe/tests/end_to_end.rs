@@ -131,7 +131,6 @@ fn judges_the_client_side_and_sends_the_users_headers() {
 }
 
 #[test]
-#[ignore = "needs the core's stream_health (issue 10): un-ignore once main has src/call/health.rs"]
 fn smooth_at_the_client_and_at_envoy() {
     let upstream = ScriptedUpstream::start().unwrap();
     upstream.script("paced", paced(40, Duration::from_millis(40)));
@@ -164,7 +163,6 @@ fn smooth_at_the_client_and_at_envoy() {
 }
 
 #[test]
-#[ignore = "needs the core's stream_health (issue 10): un-ignore once main has src/call/health.rs"]
 fn buffered_at_the_client_only_points_between_envoy_and_the_client() {
     let upstream = ScriptedUpstream::start().unwrap();
     // Everything in one write after a silence: what a buffering proxy delivers.
@@ -204,7 +202,6 @@ fn buffered_at_the_client_only_points_between_envoy_and_the_client() {
 }
 
 #[test]
-#[ignore = "needs the core's stream_health (issue 10): un-ignore once main has src/call/health.rs"]
 fn a_call_the_collector_does_not_have_says_why() {
     let upstream = ScriptedUpstream::start().unwrap();
     upstream.script("paced", paced(20, Duration::from_millis(20)));
@@ -244,31 +241,42 @@ fn a_gzipped_stream_is_read_after_inflating() {
     assert_eq!(report.client["outcome"], "completed", "{}", report.client);
     assert_eq!(report.client["model"], "gpt-4o-mini");
     assert_eq!(report.client["finish_reasons"], json!(["stop"]));
-    // Before the core judges streams there is no stream_health.
-    if !report.client["stream_health"].is_null() {
-        assert_eq!(report.client["stream_health"]["content_deltas"], 40);
-    }
+    assert_eq!(report.client["stream_health"]["content_deltas"], 40);
 }
 
 #[test]
-fn a_short_answer_is_too_short_to_judge_or_has_no_health_yet() {
+fn a_short_answer_is_too_short_to_judge() {
     let upstream = ScriptedUpstream::start().unwrap();
     upstream.script("short", paced(2, Duration::from_millis(5)));
     let report = probe::run(&probe_args(&upstream, "short", &[]), SHORT_WAIT).unwrap();
-    // Before the core judges streams the client summary has no stream_health.
-    if report.client["stream_health"].is_null() {
-        assert!(
-            report.diagnosis.contains("no stream_health"),
-            "{}",
-            report.diagnosis
-        );
-    } else {
-        assert_eq!(report.client["stream_health"]["verdict"], "too_short");
-        assert_eq!(
-            report.diagnosis,
-            "answer too short to judge: ask for a longer answer with --prompt"
-        );
-    }
+    assert_eq!(report.client["stream_health"]["verdict"], "too_short");
+    assert_eq!(
+        report.diagnosis,
+        "answer too short to judge: ask for a longer answer with --prompt"
+    );
+}
+
+#[test]
+fn a_stream_without_its_end_says_so_first() {
+    let upstream = ScriptedUpstream::start().unwrap();
+    let mut events = chat_events(20);
+    events.pop();
+    let sizes = events.iter().map(Vec::len).collect();
+    upstream.script(
+        "no-end",
+        Script::sse(events.concat())
+            .chunking(Chunking::Sizes(sizes))
+            .gap(Duration::from_millis(20)),
+    );
+    let report = probe::run(&probe_args(&upstream, "no-end", &[]), SHORT_WAIT).unwrap();
+    assert_eq!(report.end, ClientEnd::NoEndMarker);
+    assert_eq!(report.client["outcome"], "truncated");
+    assert_eq!(report.client["stream_health"]["end_marker"], false);
+    assert_eq!(
+        report.diagnosis,
+        "the stream ended without saying it was done (no [DONE], no finish reason); smooth at the client"
+    );
+    assert_eq!(report.to_json()["client"]["end"], "no_end_marker");
 }
 
 #[test]
