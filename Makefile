@@ -17,7 +17,7 @@ WASM_TARGET   := wasm32-wasip1
 WASM_BUILT    := $(or $(CARGO_TARGET_DIR),target)/$(WASM_TARGET)/release/streamtap.wasm
 ENVOY         := $(VENV)/bin/envoy
 
-.PHONY: help wasm-target venv build test test-unit test-integration lint fmt demo clean distclean
+.PHONY: help wasm-target venv build test test-unit test-integration lint fmt demo probe clean distclean
 .PHONY: bench-filters wasm-opt nginx images compose-test
 
 help: ## List the targets
@@ -187,6 +187,18 @@ compose-test: build images ## docker compose stack: stream a call live through i
 
 demo: build venv ## Run the demo: mock LLM + collector + Envoy with streamtap
 	$(CARGO) run --release -q -p streamtap-testbed --bin demo
+
+# `make probe URL=...`: streamtap-probe (probe/) streams one chat completion through
+# URL and judges its arrival with the filter's own core; with COLLECTOR it sets that
+# beside streamtap's summary of the same call. ARGS go to it as they are, e.g.
+# ARGS="--header 'Authorization: Bearer ...' --model gpt-4o". The recipe is not
+# echoed: ARGS may hold a credential.
+probe: ## Where is a stream buffered: make probe URL=http://host:port/v1/chat/completions [COLLECTOR=http://...] [ARGS=...]
+	@if [[ -z "$(URL)" ]]; then \
+	  echo "usage: make probe URL=http://host:port/v1/chat/completions [COLLECTOR=http://127.0.0.1:18082] [ARGS=\"--header 'Authorization: Bearer ...'\"]" >&2; \
+	  exit 2; \
+	fi
+	@$(CARGO) run --release -q -p streamtap-probe -- '$(URL)' $(if $(COLLECTOR),--collector '$(COLLECTOR)') $(ARGS)
 
 clean: ## Remove build outputs (keeps .venv)
 	$(CARGO) clean

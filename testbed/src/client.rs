@@ -31,6 +31,8 @@ pub struct StreamResult {
     pub frames: Vec<(Instant, usize)>,
     /// When the request was about to be written.
     pub started: Instant,
+    /// When the response head had arrived (`started` until it has).
+    pub head_at: Instant,
     /// Whether the response ended as its framing says (last chunk, full
     /// content-length, or close for a response delimited by close). Only
     /// [`post_until`] returns an incomplete result; the others fail instead.
@@ -84,7 +86,15 @@ pub fn post_with(
     body: &[u8],
     on_bytes: &mut dyn FnMut(Instant, &[u8]),
 ) -> io::Result<StreamResult> {
-    let result = exchange(addr, "POST", path, headers, body, usize::MAX, on_bytes)?;
+    let result = exchange(
+        addr,
+        "POST",
+        path,
+        headers,
+        body,
+        Limits::default(),
+        on_bytes,
+    )?;
     if !result.complete {
         return Err(io::Error::new(
             io::ErrorKind::UnexpectedEof,
@@ -115,14 +125,52 @@ pub fn post_until(
         path,
         headers,
         body,
-        stop_after_bytes,
+        Limits {
+            stop_after_bytes,
+            deadline: None,
+        },
         &mut |_, _| {},
+    )
+}
+
+/// Like [`post_with`], but the whole exchange (connect included) must end
+/// within `timeout`, else a `TimedOut` error; and, like [`post_until`], a
+/// response the server closes or resets early is returned with
+/// `complete: false` rather than as an error.
+pub fn post_within(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    timeout: Duration,
+    on_bytes: &mut dyn FnMut(Instant, &[u8]),
+) -> io::Result<StreamResult> {
+    let deadline = Instant::now() + timeout;
+    exchange(
+        addr,
+        "POST",
+        path,
+        headers,
+        body,
+        Limits {
+            stop_after_bytes: usize::MAX,
+            deadline: Some((deadline, timeout)),
+        },
+        on_bytes,
     )
 }
 
 /// GETs `path`; returns the status and the body as text.
 pub fn get(addr: SocketAddr, path: &str) -> io::Result<(u16, String)> {
-    let result = exchange(addr, "GET", path, &[], &[], usize::MAX, &mut |_, _| {})?;
+    let result = exchange(
+        addr,
+        "GET",
+        path,
+        &[],
+        &[],
+        Limits::default(),
+        &mut |_, _| {},
+    )?;
     if !result.complete {
         return Err(io::Error::new(
             io::ErrorKind::UnexpectedEof,
@@ -135,19 +183,54 @@ pub fn get(addr: SocketAddr, path: &str) -> io::Result<(u16, String)> {
     ))
 }
 
+/// When [`exchange`] stops early.
+#[derive(Clone, Copy)]
+struct Limits {
+    /// Close once this many body bytes have arrived.
+    stop_after_bytes: usize,
+    /// The instant the exchange must end by, and the timeout it came from.
+    deadline: Option<(Instant, Duration)>,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            stop_after_bytes: usize::MAX,
+            deadline: None,
+        }
+    }
+}
+
 fn exchange(
     addr: SocketAddr,
     method: &str,
     path: &str,
     headers: &[(&str, &str)],
     body: &[u8],
-    stop_after_bytes: usize,
+    limits: Limits,
     on_bytes: &mut dyn FnMut(Instant, &[u8]),
 ) -> io::Result<StreamResult> {
-    let mut stream = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT)?;
+    let Limits {
+        stop_after_bytes,
+        deadline,
+    } = limits;
+    // Time left before the deadline, at most `cap`; an error once it passed.
+    let left = |cap: Duration, what: &str| -> io::Result<Duration> {
+        let Some((deadline, timeout)) = deadline else {
+            return Ok(cap);
+        };
+        match deadline.checked_duration_since(Instant::now()) {
+            Some(left) if !left.is_zero() => Ok(left.min(cap)),
+            _ => Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("{method} {path}: {what} within the {timeout:?} timeout"),
+            )),
+        }
+    };
+    let mut stream = TcpStream::connect_timeout(&addr, left(CONNECT_TIMEOUT, "not connected")?)?;
     stream.set_nodelay(true)?;
-    stream.set_read_timeout(Some(READ_TIMEOUT))?;
-    stream.set_write_timeout(Some(READ_TIMEOUT))?;
+    stream.set_read_timeout(Some(left(READ_TIMEOUT, "not connected")?))?;
+    stream.set_write_timeout(Some(left(READ_TIMEOUT, "not connected")?))?;
 
     let has = |name: &str| headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(name));
     let mut head = format!("{method} {path} HTTP/1.1\r\n");
@@ -176,6 +259,7 @@ fn exchange(
         body: Vec::new(),
         frames: Vec::new(),
         started,
+        head_at: started,
         complete: false,
     };
     let mut buf = vec![0u8; READ_BUFFER_BYTES];
@@ -183,6 +267,14 @@ fn exchange(
     let mut framing: Option<BodyFraming> = None;
 
     loop {
+        if deadline.is_some() {
+            let what = format!(
+                "no end of the response (status {}, {} body bytes so far)",
+                result.status,
+                result.body.len()
+            );
+            stream.set_read_timeout(Some(left(READ_TIMEOUT, &what)?))?;
+        }
         let n = match stream.read(&mut buf) {
             Ok(n) => n,
             Err(err)
@@ -191,6 +283,12 @@ fn exchange(
                     io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
                 ) =>
             {
+                let what = format!(
+                    "no end of the response (status {}, {} body bytes so far)",
+                    result.status,
+                    result.body.len()
+                );
+                left(Duration::MAX, &what)?;
                 return Err(io::Error::new(
                     io::ErrorKind::TimedOut,
                     format!(
@@ -231,6 +329,7 @@ fn exchange(
                 let framing = framing.insert(body_framing(&head, method == "HEAD"));
                 result.status = head.status;
                 result.headers = head.headers;
+                result.head_at = at;
                 // The body bytes that came in the same read as the head.
                 decode(framing, &std::mem::take(&mut head_bytes), &mut piece)?
             }
@@ -339,6 +438,7 @@ mod tests {
             body: vec![0; 30],
             frames: vec![(at(1), 10), (at(2), 10), (at(3), 10)],
             started: start,
+            head_at: start,
             complete: true,
         };
         assert_eq!(result.arrival_of_offset(0), Some(start));
@@ -385,5 +485,58 @@ mod tests {
             (partial.body.as_slice(), partial.complete),
             (b"abc".as_slice(), false)
         );
+    }
+
+    #[test]
+    fn post_within_ends_at_its_timeout_and_keeps_a_cut_response() {
+        // A server that sends part of the body, then holds the connection.
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut byte = [0u8; 1];
+            let mut head = Vec::new();
+            while !head.ends_with(b"\r\n\r\n") {
+                stream.read_exact(&mut byte).unwrap();
+                head.push(byte[0]);
+            }
+            stream
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nabc")
+                .unwrap();
+            std::thread::sleep(Duration::from_secs(3));
+        });
+        let started = Instant::now();
+        let err = post_within(
+            addr,
+            "/",
+            &[],
+            b"{}",
+            Duration::from_millis(300),
+            &mut |_, _| {},
+        )
+        .unwrap_err();
+        let took = started.elapsed();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut, "{err}");
+        assert!(err.to_string().contains("3 body bytes so far"), "{err}");
+        assert!(
+            took >= Duration::from_millis(300) && took < Duration::from_secs(2),
+            "{took:?}"
+        );
+
+        let cut = b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nabc";
+        let partial = post_within(
+            one_shot_server(cut),
+            "/",
+            &[],
+            b"{}",
+            Duration::from_secs(5),
+            &mut |_, _| {},
+        )
+        .unwrap();
+        assert_eq!(
+            (partial.body.as_slice(), partial.complete),
+            (b"abc".as_slice(), false)
+        );
+        assert!(partial.head_at >= partial.started);
     }
 }

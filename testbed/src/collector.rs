@@ -4,7 +4,7 @@
 //! |---|---|
 //! | `POST /v1/calls` with a JSON array of summaries (or one object) | `{"accepted":n}`, or the status set by [`Collector::set_status`] |
 //! | `POST /v1/logs` (OTLP/HTTP JSON) | `{}`; the whole body is kept, see [`Collector::otlp_posts`] |
-//! | `GET /calls[?limit=N]` | `{"calls":[...]}`, the latest N (default 100), newest last |
+//! | `GET /calls[?limit=N][&verdict=V][&id=X]` | `{"calls":[...]}`, the latest N (default 100) of those that match, newest last; see [`CallsQuery`] |
 //! | `GET /health/streaming` | see [`streaming_health`] |
 
 use std::collections::VecDeque;
@@ -33,10 +33,18 @@ const MAX_OTLP_POSTS: usize = 1_000;
 const DEFAULT_CALLS_LIMIT: usize = 100;
 /// The window `/health/streaming` looks at.
 const HEALTH_WINDOW: Duration = Duration::from_secs(5 * 60);
-/// Average TTFT above which streaming counts as degraded.
-const DEGRADED_AVG_TTFT_MS: f64 = 2000.0;
-/// Share of calls not `completed` above which streaming counts as degraded.
-const DEGRADED_ERROR_SHARE: f64 = 0.10;
+/// TTFT p95 (of the window's calls that have a `ttft_ms`) above which
+/// streaming counts as degraded.
+pub const DEGRADED_TTFT_P95_MS: f64 = 2000.0;
+/// Share of the window's streamed calls (a `stream_health` whose verdict is
+/// not `too_short`) judged anything but `smooth` above which streaming counts
+/// as degraded.
+pub const DEGRADED_NOT_SMOOTH_SHARE: f64 = 0.10;
+/// Share of the window's calls whose `outcome` is not `completed` above which
+/// streaming counts as degraded.
+pub const DEGRADED_ERROR_SHARE: f64 = 0.10;
+/// The `stream_health.verdict` values, in the order reports list them.
+pub const VERDICTS: [&str; 5] = ["smooth", "bursty", "buffered", "stalled", "too_short"];
 
 /// A running collector. It stops when dropped.
 pub struct Collector {
@@ -244,14 +252,17 @@ async fn handle(
             },
             Err(err) => bad_request(format!("could not read the body: {err}")),
         },
-        (&Method::GET, "/calls") => match calls_limit(parts.uri.query()) {
-            Ok(limit) => {
+        (&Method::GET, "/calls") => match CallsQuery::parse(parts.uri.query()) {
+            Ok(query) => {
                 let calls = state.lock_calls();
-                let latest: Vec<&Value> = calls
+                let matching: Vec<&Value> = calls
                     .iter()
-                    .skip(calls.len().saturating_sub(limit))
                     .map(|call| &call.summary)
+                    .filter(|summary| query.matches(summary))
                     .collect();
+                let latest = matching
+                    .get(matching.len().saturating_sub(query.limit)..)
+                    .unwrap_or_default();
                 json_response(200, &json!({ "calls": latest }))
             }
             Err(message) => bad_request(message),
@@ -300,61 +311,251 @@ fn receive_calls(state: &State, body: &[u8]) -> Response<Full<Bytes>> {
     json_response(200, &json!({ "accepted": accepted }))
 }
 
-fn calls_limit(query: Option<&str>) -> Result<usize, String> {
-    let Some(query) = query else {
-        return Ok(DEFAULT_CALLS_LIMIT);
-    };
-    for pair in query.split('&') {
-        if let Some(value) = pair.strip_prefix("limit=") {
-            return value
-                .parse()
-                .map_err(|_| format!("limit: {value:?} is not a number"));
-        }
-    }
-    Ok(DEFAULT_CALLS_LIMIT)
+/// The query of `GET /calls`; parameters combine (a call must match all).
+///
+/// - `limit=N`: the latest N matching calls (default 100);
+/// - `verdict=V`: calls whose `stream_health.verdict` is V, one of
+///   [`VERDICTS`]; `verdict=none` selects the calls without a
+///   `stream_health` (not event streams, or summaries from before schema 2);
+///   any other value is a 400 naming the allowed ones;
+/// - `id=X`: calls whose `id` (the request's `x-request-id`) is X
+///   (percent-decoded), as `streamtap-probe` looks its call up.
+///
+/// An unknown parameter is a 400 too, so that a typo does not silently
+/// return every call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallsQuery {
+    pub limit: usize,
+    /// `Some(None)`: `verdict=none`.
+    pub verdict: Option<Option<String>>,
+    pub id: Option<String>,
 }
 
-/// Streaming health over `recent` summaries (those of the last 5 minutes):
+impl CallsQuery {
+    pub fn parse(query: Option<&str>) -> Result<CallsQuery, String> {
+        let mut parsed = CallsQuery {
+            limit: DEFAULT_CALLS_LIMIT,
+            verdict: None,
+            id: None,
+        };
+        for pair in query.unwrap_or_default().split('&') {
+            if pair.is_empty() {
+                continue;
+            }
+            let (key, raw) = pair.split_once('=').unwrap_or((pair, ""));
+            let value = percent_decode(raw);
+            match key {
+                "limit" => {
+                    parsed.limit = value
+                        .parse()
+                        .map_err(|_| format!("limit: {value:?} is not a number"))?;
+                }
+                "verdict" if value == "none" => parsed.verdict = Some(None),
+                "verdict" if VERDICTS.contains(&value.as_str()) => {
+                    parsed.verdict = Some(Some(value));
+                }
+                "verdict" => {
+                    return Err(format!(
+                        "verdict: {value:?} is not one of {}, none",
+                        VERDICTS.join(", ")
+                    ))
+                }
+                "id" => parsed.id = Some(value),
+                other => {
+                    return Err(format!(
+                        "unknown parameter {other:?}: /calls takes limit, verdict and id"
+                    ))
+                }
+            }
+        }
+        Ok(parsed)
+    }
+
+    pub fn matches(&self, summary: &Value) -> bool {
+        let verdict_ok = match &self.verdict {
+            None => true,
+            Some(wanted) => verdict_of(summary) == wanted.as_deref(),
+        };
+        let id_ok = match &self.id {
+            None => true,
+            Some(id) => summary["id"].as_str() == Some(id.as_str()),
+        };
+        verdict_ok && id_ok
+    }
+}
+
+/// A summary's `stream_health.verdict`; None without a `stream_health`.
+fn verdict_of(summary: &Value) -> Option<&str> {
+    summary["stream_health"]["verdict"].as_str()
+}
+
+/// `%XX` escapes and `+` (a space) decoded; a malformed escape is kept as is.
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&byte) = bytes.get(i) {
+        let escaped = (byte == b'%')
+            .then(|| bytes.get(i + 1..i + 3))
+            .flatten()
+            .and_then(|hex| std::str::from_utf8(hex).ok())
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+        match (byte, escaped) {
+            (_, Some(decoded)) => {
+                out.push(decoded);
+                i += 3;
+            }
+            (b'+', None) => {
+                out.push(b' ');
+                i += 1;
+            }
+            (other, None) => {
+                out.push(other);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Streaming health over `recent` summaries (those of the last 5 minutes).
 ///
 /// - `idle`: no calls;
-/// - `degraded`: the average `ttft_ms` of the calls that have one is above
-///   2000 ms, or more than 10% of the calls have an `outcome` other than
-///   `completed` (a missing outcome counts as not completed);
-/// - `healthy` otherwise.
+/// - `degraded` when any of these trips, each named by a plain sentence in
+///   `reasons`:
+///   - the TTFT p95 of the calls that have a `ttft_ms` is above
+///     [`DEGRADED_TTFT_P95_MS`];
+///   - more than [`DEGRADED_NOT_SMOOTH_SHARE`] of the streamed calls have a
+///     verdict other than `smooth`;
+///   - more than [`DEGRADED_ERROR_SHARE`] of the calls have an `outcome`
+///     other than `completed` (a missing outcome counts as not completed);
+/// - `healthy` otherwise (`reasons` is then empty).
 ///
-/// `streamed_calls_last_5m` counts calls with `"stream": true`; `avg_ttft_ms`
-/// is `null` when no call has a `ttft_ms`.
+/// Streamed calls (`streamed_calls_last_5m`) are those with a
+/// `stream_health` whose verdict is not `too_short`: a stream too short to
+/// judge neither helps nor hurts. `verdicts` counts every verdict seen
+/// (`too_short` included), all five keys always present.
+/// `ttft_p50_ms`/`ttft_p95_ms` are nearest-rank percentiles, `null` when
+/// no call has a `ttft_ms` (p50 is reported, not judged);
+/// `not_smooth_share` is `null` without streamed calls.
 pub fn streaming_health(recent: &[&Value]) -> Value {
     let calls = recent.len();
-    let streamed = recent
-        .iter()
-        .filter(|call| call["stream"].as_bool() == Some(true))
-        .count();
-    let errors = recent
-        .iter()
-        .filter(|call| call["outcome"].as_str() != Some("completed"))
-        .count();
-    let ttfts: Vec<f64> = recent
+
+    let mut not_completed: Vec<&str> = Vec::new();
+    for call in recent {
+        match call["outcome"].as_str() {
+            Some("completed") => {}
+            Some(outcome) => not_completed.push(outcome),
+            None => not_completed.push("no outcome"),
+        }
+    }
+    let errors = not_completed.len();
+
+    let mut ttfts: Vec<f64> = recent
         .iter()
         .filter_map(|call| call["ttft_ms"].as_f64())
         .collect();
-    let avg_ttft_ms = (!ttfts.is_empty()).then(|| ttfts.iter().sum::<f64>() / ttfts.len() as f64);
+    ttfts.sort_by(f64::total_cmp);
+    let ttft_p50_ms = nearest_rank(&ttfts, 0.50);
+    let ttft_p95_ms = nearest_rank(&ttfts, 0.95);
+
+    let mut verdicts = serde_json::Map::new();
+    for verdict in VERDICTS {
+        verdicts.insert(verdict.to_string(), json!(0));
+    }
+    let mut not_smooth: Vec<&str> = Vec::new();
+    let mut streamed = 0usize;
+    for verdict in recent.iter().filter_map(|call| verdict_of(call)) {
+        let count = verdicts.entry(verdict.to_string()).or_insert(json!(0));
+        *count = json!(count.as_u64().unwrap_or(0) + 1);
+        if verdict != "too_short" {
+            streamed += 1;
+            if verdict != "smooth" {
+                not_smooth.push(verdict);
+            }
+        }
+    }
+    let not_smooth_share = (streamed > 0).then(|| not_smooth.len() as f64 / streamed as f64);
+
+    let mut reasons: Vec<String> = Vec::new();
+    if let Some(p95) = ttft_p95_ms.filter(|p95| *p95 > DEGRADED_TTFT_P95_MS) {
+        reasons.push(format!(
+            "ttft p95 {} ms > {} ms",
+            fmt_ms(p95),
+            fmt_ms(DEGRADED_TTFT_P95_MS)
+        ));
+    }
+    if not_smooth_share.is_some_and(|share| share > DEGRADED_NOT_SMOOTH_SHARE) {
+        reasons.push(format!(
+            "{} of {streamed} streams not smooth ({})",
+            not_smooth.len(),
+            tally(&not_smooth)
+        ));
+    }
+    if calls > 0 && errors as f64 > DEGRADED_ERROR_SHARE * calls as f64 {
+        reasons.push(format!(
+            "{errors} of {calls} calls not completed ({})",
+            tally(&not_completed)
+        ));
+    }
     let status = if calls == 0 {
         "idle"
-    } else if avg_ttft_ms.is_some_and(|avg| avg > DEGRADED_AVG_TTFT_MS)
-        || errors as f64 > DEGRADED_ERROR_SHARE * calls as f64
-    {
-        "degraded"
-    } else {
+    } else if reasons.is_empty() {
         "healthy"
+    } else {
+        "degraded"
     };
     json!({
         "status": status,
+        "reasons": reasons,
         "calls_last_5m": calls,
         "streamed_calls_last_5m": streamed,
-        "avg_ttft_ms": avg_ttft_ms,
+        "ttft_p50_ms": ttft_p50_ms,
+        "ttft_p95_ms": ttft_p95_ms,
+        "verdicts": verdicts,
+        "not_smooth_share": not_smooth_share,
         "error_calls_last_5m": errors,
     })
+}
+
+/// The nearest-rank percentile `p` (0..1) of `sorted`; None when empty.
+fn nearest_rank(sorted: &[f64], p: f64) -> Option<f64> {
+    let rank = (p * sorted.len() as f64).ceil() as usize;
+    sorted.get(rank.clamp(1, sorted.len().max(1)) - 1).copied()
+}
+
+/// `buffered 2, stalled 1`: each name with its count, most frequent first
+/// (ties in [`VERDICTS`] order, then by name).
+fn tally(names: &[&str]) -> String {
+    let mut counts: Vec<(&str, usize)> = Vec::new();
+    for name in names {
+        match counts.iter_mut().find(|(n, _)| n == name) {
+            Some((_, count)) => *count += 1,
+            None => counts.push((name, 1)),
+        }
+    }
+    let order = |name: &str| {
+        VERDICTS
+            .iter()
+            .position(|v| *v == name)
+            .unwrap_or(usize::MAX)
+    };
+    counts.sort_by(|a, b| {
+        b.1.cmp(&a.1)
+            .then(order(a.0).cmp(&order(b.0)))
+            .then(a.0.cmp(b.0))
+    });
+    counts
+        .iter()
+        .map(|(name, count)| format!("{name} {count}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Milliseconds with at most one decimal: `3100`, `2000.5`.
+fn fmt_ms(ms: f64) -> String {
+    let text = format!("{ms:.1}");
+    text.strip_suffix(".0").map(str::to_string).unwrap_or(text)
 }
 
 #[cfg(test)]
@@ -446,6 +647,64 @@ mod tests {
         assert_eq!(collector.posts(), 2);
     }
 
+    /// A streamed summary judged `verdict`.
+    fn streamed(id: u32, verdict: &str, ttft_ms: f64) -> Value {
+        let mut call = summary(id, "completed", ttft_ms);
+        call["stream_health"] =
+            json!({"verdict": verdict, "content_deltas": 40, "largest_burst": 1});
+        call
+    }
+
+    #[test]
+    fn calls_filter_by_verdict_and_id_with_limit() {
+        let collector = Collector::start().unwrap();
+        let batch = json!([
+            streamed(1, "smooth", 100.0),
+            streamed(2, "buffered", 100.0),
+            streamed(3, "smooth", 100.0),
+            summary(4, "completed", 100.0),
+            streamed(5, "smooth", 100.0),
+        ]);
+        post_calls(&collector, &batch.to_string());
+        let ids = |path: &str| -> Vec<String> {
+            let (status, body) = get_json(&collector, path);
+            assert_eq!(status, 200, "{path}: {body}");
+            body["calls"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c["id"].as_str().unwrap().to_string())
+                .collect()
+        };
+        assert_eq!(ids("/calls?verdict=smooth"), ["req-1", "req-3", "req-5"]);
+        assert_eq!(ids("/calls?verdict=smooth&limit=2"), ["req-3", "req-5"]);
+        assert_eq!(ids("/calls?limit=1&verdict=buffered"), ["req-2"]);
+        assert_eq!(ids("/calls?verdict=stalled"), Vec::<String>::new());
+        assert_eq!(ids("/calls?verdict=none"), ["req-4"]);
+        assert_eq!(ids("/calls?id=req-3"), ["req-3"]);
+        assert_eq!(ids("/calls?id=req%2D3&verdict=smooth"), ["req-3"]);
+        assert_eq!(
+            ids("/calls?id=req-3&verdict=buffered"),
+            Vec::<String>::new()
+        );
+        assert_eq!(ids("/calls?id=nobody"), Vec::<String>::new());
+
+        let (status, body) = get_json(&collector, "/calls?verdict=wobbly");
+        assert_eq!(status, 400);
+        let message = body["error"].as_str().unwrap();
+        for allowed in VERDICTS.iter().chain(&["none"]) {
+            assert!(message.contains(allowed), "{message}");
+        }
+        assert_eq!(get_json(&collector, "/calls?verdcit=smooth").0, 400);
+    }
+
+    #[test]
+    fn percent_decoding() {
+        assert_eq!(percent_decode("a%20b+c%2f"), "a b c/");
+        assert_eq!(percent_decode("100%"), "100%");
+        assert_eq!(percent_decode("%zz"), "%zz");
+    }
+
     #[test]
     fn health_endpoint_reports_recent_calls() {
         let collector = Collector::start().unwrap();
@@ -454,8 +713,9 @@ mod tests {
             "idle"
         );
         let body = json!([
-            summary(1, "completed", 100.0),
-            summary(2, "completed", 300.0)
+            streamed(1, "smooth", 100.0),
+            streamed(2, "smooth", 300.0),
+            streamed(3, "too_short", 200.0)
         ])
         .to_string();
         post_calls(&collector, &body);
@@ -463,33 +723,127 @@ mod tests {
         assert_eq!(status, 200);
         assert_eq!(
             health,
-            json!({"status": "healthy", "calls_last_5m": 2, "streamed_calls_last_5m": 2, "avg_ttft_ms": 200.0, "error_calls_last_5m": 0})
+            json!({
+                "status": "healthy",
+                "reasons": [],
+                "calls_last_5m": 3,
+                "streamed_calls_last_5m": 2,
+                "ttft_p50_ms": 200.0,
+                "ttft_p95_ms": 300.0,
+                "verdicts": {"smooth": 2, "bursty": 0, "buffered": 0, "stalled": 0, "too_short": 1},
+                "not_smooth_share": 0.0,
+                "error_calls_last_5m": 0
+            })
+        );
+    }
+
+    fn health(calls: &[Value]) -> Value {
+        let refs: Vec<&Value> = calls.iter().collect();
+        streaming_health(&refs)
+    }
+
+    #[test]
+    fn ttft_p95_threshold() {
+        // 20 calls: p95 is the 19th smallest. 19 fast, one slow outlier: healthy.
+        let mut calls: Vec<Value> = (0..20).map(|i| streamed(i, "smooth", 100.0)).collect();
+        calls[0] = streamed(0, "smooth", 9000.0);
+        let got = health(&calls);
+        assert_eq!(
+            (got["status"].as_str(), got["ttft_p95_ms"].as_f64()),
+            (Some("healthy"), Some(100.0))
+        );
+        // Two slow ones: the p95 is slow.
+        calls[1] = streamed(1, "smooth", 3100.0);
+        let got = health(&calls);
+        assert_eq!(got["status"], "degraded");
+        assert_eq!(got["ttft_p95_ms"], 3100.0);
+        assert_eq!(got["ttft_p50_ms"], 100.0);
+        assert_eq!(got["reasons"], json!(["ttft p95 3100 ms > 2000 ms"]));
+
+        // Exactly at the threshold is within bounds, just above is not.
+        assert_eq!(
+            health(&[streamed(1, "smooth", 2000.0)])["status"],
+            "healthy"
+        );
+        let got = health(&[streamed(1, "smooth", 2000.5)]);
+        assert_eq!(got["reasons"], json!(["ttft p95 2000.5 ms > 2000 ms"]));
+
+        let no_ttft =
+            health(&[json!({"outcome": "completed", "stream": false, "stream_health": null})]);
+        assert_eq!(no_ttft["status"], "healthy");
+        assert_eq!(no_ttft["ttft_p50_ms"], Value::Null);
+        assert_eq!(no_ttft["ttft_p95_ms"], Value::Null);
+        assert_eq!(no_ttft["not_smooth_share"], Value::Null);
+        assert_eq!(no_ttft["streamed_calls_last_5m"], 0);
+        assert_eq!(health(&[])["status"], "idle");
+        assert_eq!(health(&[])["reasons"], json!([]));
+    }
+
+    #[test]
+    fn not_smooth_share_threshold() {
+        // One stream in ten not smooth is within bounds.
+        let mut calls: Vec<Value> = (0..10).map(|i| streamed(i, "smooth", 100.0)).collect();
+        calls[0] = streamed(0, "bursty", 100.0);
+        let got = health(&calls);
+        assert_eq!(got["status"], "healthy", "{got}");
+        assert_eq!(got["not_smooth_share"], 0.1);
+        // Three is not; too_short ones do not count either way.
+        calls[1] = streamed(1, "buffered", 100.0);
+        calls[2] = streamed(2, "buffered", 100.0);
+        calls[0] = streamed(0, "stalled", 100.0);
+        calls.push(streamed(10, "too_short", 100.0));
+        calls.push(streamed(11, "too_short", 100.0));
+        let got = health(&calls);
+        assert_eq!(got["status"], "degraded");
+        assert_eq!(got["streamed_calls_last_5m"], 10);
+        assert_eq!(got["calls_last_5m"], 12);
+        assert_eq!(
+            got["reasons"],
+            json!(["3 of 10 streams not smooth (buffered 2, stalled 1)"])
+        );
+        assert_eq!(
+            got["verdicts"],
+            json!({"smooth": 7, "bursty": 0, "buffered": 2, "stalled": 1, "too_short": 2})
+        );
+        assert_eq!(got["not_smooth_share"], 0.3);
+
+        // Only too_short streams: nothing to judge.
+        let got = health(&[streamed(1, "too_short", 100.0)]);
+        assert_eq!(
+            (got["status"].as_str(), &got["not_smooth_share"]),
+            (Some("healthy"), &Value::Null)
         );
     }
 
     #[test]
-    fn health_thresholds() {
-        let status = |calls: &[Value]| {
-            let refs: Vec<&Value> = calls.iter().collect();
-            streaming_health(&refs)["status"].clone()
-        };
-        let healthy: Vec<Value> = (0..10).map(|i| summary(i, "completed", 2000.0)).collect();
-        assert_eq!(status(&healthy), "healthy");
-        assert_eq!(status(&[summary(1, "completed", 2000.5)]), "degraded");
-
+    fn error_share_threshold() {
+        let healthy: Vec<Value> = (0..10).map(|i| summary(i, "completed", 100.0)).collect();
+        assert_eq!(health(&healthy)["status"], "healthy");
         // One failure in ten is within bounds; two is not.
         let mut calls = healthy.clone();
         calls[0] = summary(0, "upstream_reset", 10.0);
-        assert_eq!(status(&calls), "healthy");
+        assert_eq!(health(&calls)["status"], "healthy");
+        assert_eq!(health(&calls)["error_calls_last_5m"], 1);
         calls[1] = json!({"id": "no-outcome"});
-        assert_eq!(status(&calls), "degraded");
+        let got = health(&calls);
+        assert_eq!(got["status"], "degraded");
+        assert_eq!(got["error_calls_last_5m"], 2);
+        assert_eq!(
+            got["reasons"],
+            json!(["2 of 10 calls not completed (no outcome 1, upstream_reset 1)"])
+        );
 
-        let no_ttft = [json!({"outcome": "completed", "stream": false})];
-        let refs: Vec<&Value> = no_ttft.iter().collect();
-        let health = streaming_health(&refs);
-        assert_eq!(health["avg_ttft_ms"], Value::Null);
-        assert_eq!(health["streamed_calls_last_5m"], 0);
-        assert_eq!(status(&[]), "idle");
+        // Every threshold that trips is named.
+        let mut calls: Vec<Value> = (0..4).map(|i| streamed(i, "buffered", 2500.0)).collect();
+        calls[0]["outcome"] = json!("client_cancelled");
+        assert_eq!(
+            health(&calls)["reasons"],
+            json!([
+                "ttft p95 2500 ms > 2000 ms",
+                "4 of 4 streams not smooth (buffered 4)",
+                "1 of 4 calls not completed (client_cancelled 1)"
+            ])
+        );
     }
 
     #[test]
