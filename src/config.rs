@@ -566,6 +566,10 @@ impl Reader {
         }
         j.object(|key, j| {
             let slot = match key {
+                b"enabled" => {
+                    t.enabled = self.boolean(j, "stream_health.enabled")?;
+                    return Ok(());
+                }
                 b"min_deltas" => &mut t.min_deltas,
                 b"pause_ms" => &mut t.pause_ms,
                 b"pace_factor" => &mut t.pace_factor,

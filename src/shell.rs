@@ -631,7 +631,7 @@ impl HttpContext for StreamtapHttp {
             let encoding = lossy(response_header("content-encoding"));
             let now = now_us();
             call.on_response_headers(status, content_type.as_deref(), encoding.as_deref(), now);
-            if event_stream && !end_of_stream {
+            if event_stream && !end_of_stream && call.record().health().is_some() {
                 self.watched = Watched::start(&self.settings, call.record().request.id.as_deref());
             }
             if end_of_stream {

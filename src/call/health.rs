@@ -75,6 +75,9 @@ impl Verdict {
 /// The numbers the verdict is judged by (`stream_health` in the config).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Thresholds {
+    /// Judge event streams at all (off: `stream_health` is null, nothing is
+    /// watched live; truncation is still told). Default true.
+    pub enabled: bool,
     /// Fewer deltas than this are `too_short` to judge. Default 10.
     pub min_deltas: u64,
     /// The shortest silence that counts as a pause. Default 250 ms.
@@ -94,6 +97,7 @@ pub struct Thresholds {
 impl Default for Thresholds {
     fn default() -> Self {
         Thresholds {
+            enabled: true,
             min_deltas: 10,
             pause_ms: 250,
             pace_factor: 8,

@@ -254,7 +254,7 @@ impl CallTap {
             }
             _ => true,
         };
-        if self.record.stream {
+        if self.record.stream && self.settings.health.enabled {
             let phased = self.api != Api::Unknown;
             self.record
                 .start_stream_health(self.settings.health, phased, now_us);
@@ -1036,5 +1036,27 @@ pub(crate) mod tests {
         let s = summary(&tap.finish_at_end_of_stream(20).unwrap());
         assert_eq!(s["stream_health"], Value::Null);
         assert_eq!(s["output_tokens_per_s"], Value::Null);
+    }
+
+    #[test]
+    fn stream_health_can_be_switched_off() {
+        let mut tap = crate::replay::Exchange {
+            settings: TapSettings {
+                health: Thresholds {
+                    enabled: false,
+                    ..Thresholds::default()
+                },
+                ..settings()
+            },
+            ..crate::replay::Exchange::stream("/v1/chat/completions")
+        }
+        .tap();
+        tap.on_response_body(
+            b"data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\n",
+            1,
+        );
+        let s = summary(&tap.finish_at_end_of_stream(2).unwrap());
+        assert_eq!(s["stream_health"], Value::Null);
+        assert_eq!(s["outcome"], "truncated", "the end marker is still told");
     }
 }

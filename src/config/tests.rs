@@ -205,6 +205,9 @@ fn stream_health_thresholds_have_defaults_and_ranges() {
         (4, 100, 4, 3, 500)
     );
     assert_eq!((t.buffered_share, t.bursty_share), (0.8, 0.1));
+    assert!(t.enabled);
+    let off = Config::parse(br#"{"stream_health":{"enabled":false}}"#).unwrap();
+    assert!(!off.stream_health.enabled);
     for (bad, field) in [
         (
             r#"{"stream_health":{"min_deltas":1}}"#,
