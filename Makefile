@@ -93,6 +93,7 @@ test-unit: ## Unit tests of every crate (lib and bins), in parallel
 # One test at a time: on 2 cores, parallel Envoys would disturb the timing checks.
 test-integration: ## Integration tests: real Envoy + dist/streamtap.wasm, one at a time
 	$(CARGO) test -p streamtap --test '*' -- --test-threads=1
+	$(CARGO) test -p streamtap-probe --test '*' -- --test-threads=1
 
 lint: wasm-target ## rustfmt check, clippy native and wasm32-wasip1; warnings are errors
 	$(CARGO) fmt --all -- --check
