@@ -91,6 +91,10 @@ fn otlp_logs_are_accepted_by_the_official_protobuf_definitions() {
         "gen_ai.usage.output_tokens",
         "gen_ai.request.stream",
         "gen_ai.response.time_to_first_chunk",
+        "streamtap.stream_health.verdict",
+        "streamtap.stream_health.largest_burst",
+        "streamtap.stream_health.end_marker",
+        "streamtap.stream_health.longest_stall_ms",
     ] {
         assert!(keys.iter().any(|k| k == key), "{key} missing in {keys:?}");
     }

@@ -225,7 +225,7 @@ impl StreamHealth {
         if self.last_progress_us.is_some() && !pause {
             // A running average over about the last 8 silences.
             self.pace_us = Some(match self.pace_us {
-                Some(pace) => (pace * 7 + wait) / 8,
+                Some(pace) => pace.saturating_mul(7).saturating_add(wait) / 8,
                 None => wait,
             });
         }

@@ -283,7 +283,7 @@ impl CallTap {
             ResponseBody::EventStream(decoder) => decoder.take_comments(),
             _ => 0,
         };
-        let events = self.record.events - events_before;
+        let events = self.record.events.saturating_sub(events_before);
         if let Some(health) = self.record.health_mut() {
             health.on_keepalives(keepalives);
             health.end_chunk(now_us, events);
