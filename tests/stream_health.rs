@@ -90,6 +90,33 @@ fn smooth_fast_and_buffered_streams_get_their_verdicts() {
     assert_eq!(stat("buffered") + stat("bursty"), 2);
     assert_eq!(stat("smooth"), 2);
     assert_eq!(stat("too_short"), 1);
+
+    // The collector serves them by verdict, and judges the last 5 minutes.
+    let collector = chain.stack.collector.addr;
+    let get = |path: &str| -> Value {
+        let (status, body) = testbed::client::get(collector, path).unwrap();
+        assert_eq!(status, 200, "{path}: {body}");
+        serde_json::from_str(&body).unwrap()
+    };
+    let buffered = get("/calls?verdict=buffered");
+    let calls = buffered["calls"].as_array().unwrap();
+    assert!(!calls.is_empty() && calls.len() <= 2, "{buffered}");
+    assert!(calls
+        .iter()
+        .all(|c| c["stream_health"]["verdict"] == "buffered"));
+    assert_eq!(
+        get("/calls?verdict=smooth")["calls"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    let health = get("/health/streaming");
+    assert_eq!(health["status"], "degraded", "{health}");
+    assert!(
+        health["reasons"].to_string().contains("not smooth"),
+        "{health}"
+    );
 }
 
 #[test]
