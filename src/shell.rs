@@ -39,6 +39,15 @@ const SUMMARY_KEY: &str = "streamtap.summary";
 const CONTENT_KEY: &str = "streamtap.content";
 const MAX_TICK: Duration = Duration::from_millis(200);
 
+/// One counter per `stream_health.verdict`, in `Verdict::ALL` order.
+const VERDICT_STATS: [&str; 5] = [
+    "streamtap.verdict.smooth",
+    "streamtap.verdict.bursty",
+    "streamtap.verdict.buffered",
+    "streamtap.verdict.stalled",
+    "streamtap.verdict.too_short",
+];
+
 /// Envoy stats defined by the filter; they appear as `wasmcustom.streamtap.*`.
 #[derive(Debug, Clone, Copy, Default)]
 struct Metrics {
@@ -83,7 +92,7 @@ impl Metrics {
             ttft_ms: define(MetricType::Histogram, "streamtap.ttft_ms"),
             streams_active: define(MetricType::Gauge, "streamtap.streams_active"),
             streams_stalled: define(MetricType::Gauge, "streamtap.streams_stalled"),
-            verdicts: Verdict::ALL.map(|v| counter(&format!("streamtap.verdict.{}", v.name()))),
+            verdicts: VERDICT_STATS.map(counter),
         }
     }
 }

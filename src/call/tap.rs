@@ -242,7 +242,7 @@ impl CallTap {
         self.record.status = status;
         let media_type = content_type
             .and_then(|ct| ct.split(';').next())
-            .map(|mt| mt.trim().to_ascii_lowercase())
+            .map(|mt| mt.trim_ascii().to_ascii_lowercase())
             .unwrap_or_default();
         self.record.stream = crate::wire::sse::is_event_stream(content_type);
         let encoding = Encoding::from_header(content_encoding);

@@ -10,9 +10,10 @@
 
 /// True for a `content-type` of `text/event-stream` (any parameters, any case).
 pub fn is_event_stream(content_type: Option<&str>) -> bool {
+    // ASCII only: `str::trim` would bring Unicode's whitespace table.
     content_type
         .and_then(|ct| ct.split(';').next())
-        .is_some_and(|mt| mt.trim().eq_ignore_ascii_case("text/event-stream"))
+        .is_some_and(|mt| mt.trim_ascii().eq_ignore_ascii_case("text/event-stream"))
 }
 
 /// UTF-8 byte order mark.
