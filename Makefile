@@ -186,7 +186,10 @@ compose-test: build images ## docker compose stack: stream a call live through i
 	fi; \
 	exit $$rc
 
-demo: build venv ## Run the demo: mock LLM + collector + Envoy with streamtap
+# The demo runs streamtap-probe (built beside it) on each call: the probe depends on
+# the testbed, so it cannot be a library of the demo.
+demo: build venv ## Run the demo: a smooth and a buffered call through Envoy + streamtap, judged by streamtap-probe
+	$(CARGO) build --release -q -p streamtap-probe
 	$(CARGO) run --release -q -p streamtap-testbed --bin demo
 
 # `make probe URL=...`: streamtap-probe (probe/) streams one chat completion through
