@@ -1,6 +1,7 @@
 //! Test bed for streamtap: real HTTP servers and an Envoy harness, shared by the
 //! integration tests, `make demo` and `make bench`.
 
+pub mod browser;
 pub mod client;
 pub mod collector;
 pub mod envoy;
