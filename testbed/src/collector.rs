@@ -6,6 +6,8 @@
 //! | `POST /v1/logs` (OTLP/HTTP JSON) | `{}`; the whole body is kept, see [`Collector::otlp_posts`] |
 //! | `GET /calls[?limit=N][&verdict=V][&id=X]` | `{"calls":[...]}`, the latest N (default 100) of those that match, newest last; see [`CallsQuery`] |
 //! | `GET /health/streaming` | see [`streaming_health`] |
+//! | `GET /[?verdict=V]` | HTML: the streaming health, then the latest calls, newest first ([`crate::viewer`]) |
+//! | `GET /calls/{id}` | HTML: one call (the newest with that id, percent-decoded), its timeline and answer; 404 if unknown |
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -25,6 +27,8 @@ use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 use tokio::runtime::Runtime;
+
+use crate::viewer;
 
 /// Summaries kept; the oldest go first.
 const MAX_CALLS: usize = 10_000;
@@ -172,6 +176,18 @@ impl State {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// [`streaming_health`] of the calls received in the last 5 minutes.
+    fn recent_health(&self) -> Value {
+        let now = Instant::now();
+        let calls = self.lock_calls();
+        let recent: Vec<&Value> = calls
+            .iter()
+            .filter(|call| now.duration_since(call.at) <= HEALTH_WINDOW)
+            .map(|call| &call.summary)
+            .collect();
+        streaming_health(&recent)
+    }
+
     fn store(&self, summaries: Vec<Value>) {
         let at = Instant::now();
         let mut calls = self.lock_calls();
@@ -267,15 +283,19 @@ async fn handle(
             }
             Err(message) => bad_request(message),
         },
-        (&Method::GET, "/health/streaming") => {
-            let now = Instant::now();
+        (&Method::GET, "/health/streaming") => json_response(200, &state.recent_health()),
+        (&Method::GET, "/") => list_page(&state, parts.uri.query()),
+        (&Method::GET, _) if path.starts_with("/calls/") => {
+            let id = percent_decode(path.trim_start_matches("/calls/"));
             let calls = state.lock_calls();
-            let recent: Vec<&Value> = calls
+            match calls
                 .iter()
-                .filter(|call| now.duration_since(call.at) <= HEALTH_WINDOW)
-                .map(|call| &call.summary)
-                .collect();
-            json_response(200, &streaming_health(&recent))
+                .rev()
+                .find(|call| call.summary["id"] == id.as_str())
+            {
+                Some(call) => html_response(200, viewer::call_page(&call.summary)),
+                None => html_response(404, viewer::not_found_page(&id)),
+            }
         }
         _ => json_response(
             404,
@@ -283,6 +303,51 @@ async fn handle(
         ),
     };
     Ok(response)
+}
+
+/// An HTML page; the policy forbids scripts and anything fetched, should
+/// markup ever slip through unescaped.
+fn html_response(status: u16, body: String) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() =
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let headers = response.headers_mut();
+    headers.insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    headers.insert(
+        hyper::header::CONTENT_SECURITY_POLICY,
+        hyper::header::HeaderValue::from_static(
+            "default-src 'none'; style-src 'unsafe-inline'; img-src data:",
+        ),
+    );
+    headers.insert(
+        hyper::header::X_CONTENT_TYPE_OPTIONS,
+        hyper::header::HeaderValue::from_static("nosniff"),
+    );
+    response
+}
+
+/// `GET /[?verdict=V][&limit=N]`: at most [`viewer::MAX_ROWS`] calls.
+fn list_page(state: &State, query: Option<&str>) -> Response<Full<Bytes>> {
+    let query = match CallsQuery::parse_with(query, viewer::MAX_ROWS) {
+        Ok(query) => query,
+        Err(message) => return html_response(400, viewer::error_page(&message)),
+    };
+    let health = state.recent_health();
+    let calls = state.lock_calls();
+    let matching: Vec<&Value> = calls
+        .iter()
+        .map(|call| &call.summary)
+        .filter(|summary| query.matches(summary))
+        .collect();
+    let limit = query.limit.min(viewer::MAX_ROWS);
+    let latest = matching
+        .get(matching.len().saturating_sub(limit)..)
+        .unwrap_or_default();
+    let verdict = query.verdict.as_ref().map(|v| v.as_deref());
+    html_response(200, viewer::list_page(latest, &health, verdict))
 }
 
 fn receive_calls(state: &State, body: &[u8]) -> Response<Full<Bytes>> {
@@ -333,8 +398,13 @@ pub struct CallsQuery {
 
 impl CallsQuery {
     pub fn parse(query: Option<&str>) -> Result<CallsQuery, String> {
+        CallsQuery::parse_with(query, DEFAULT_CALLS_LIMIT)
+    }
+
+    /// As [`CallsQuery::parse`], `limit` defaulting to `default_limit`.
+    pub fn parse_with(query: Option<&str>, default_limit: usize) -> Result<CallsQuery, String> {
         let mut parsed = CallsQuery {
-            limit: DEFAULT_CALLS_LIMIT,
+            limit: default_limit,
             verdict: None,
             id: None,
         };
@@ -843,6 +913,79 @@ mod tests {
                 "4 of 4 streams not smooth (buffered 4)",
                 "1 of 4 calls not completed (client_cancelled 1)"
             ])
+        );
+    }
+
+    #[test]
+    fn serves_the_pages() {
+        let collector = Collector::start().unwrap();
+        let mut first = streamed(1, "smooth", 100.0);
+        first["content"] = json!("old answer");
+        let mut evil = streamed(2, "buffered", 100.0);
+        evil["id"] = json!("a b/<script>");
+        evil["content"] = json!("<script>alert(1)</script>");
+        let mut newer = streamed(1, "smooth", 100.0);
+        newer["content"] = json!("new answer");
+        let body = json!([first, evil, newer]).to_string();
+        post_calls(&collector, &body);
+        let get = |path: &str| client::get(collector.addr, path).unwrap();
+
+        let (status, html) = get("/");
+        assert_eq!(status, 200);
+        assert!(html.starts_with("<!DOCTYPE html>"), "{html}");
+        assert!(html.contains("<section id=\"health\">"));
+        assert_eq!(html.matches("<tr class=\"call\"").count(), 3);
+        assert!(!html.contains("<script>"));
+        let (status, html) = get("/?verdict=buffered");
+        assert_eq!(status, 200);
+        assert_eq!(html.matches("<tr class=\"call\"").count(), 1);
+        assert!(html.contains("/calls/a%20b%2F%3Cscript%3E"), "{html}");
+        assert_eq!(get("/?verdict=wobbly").0, 400);
+
+        // Percent-decoded; the newest of the summaries sharing an id.
+        let (status, html) = get("/calls/req-1");
+        assert_eq!(status, 200);
+        assert!(html.contains("new answer") && !html.contains("old answer"));
+        let (status, html) = get("/calls/a%20b%2F%3Cscript%3E");
+        assert_eq!(status, 200, "{html}");
+        assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+        assert!(!html.contains("<script>"));
+        let (status, html) = get("/calls/nobody%3Cb%3E");
+        assert_eq!(status, 404);
+        assert!(html.contains("No call nobody&lt;b&gt;"), "{html}");
+
+        let got = client::post(collector.addr, "/", &[], b"").unwrap();
+        assert_eq!(got.status, 404);
+        // The JSON API is unchanged.
+        assert_eq!(
+            get_json(&collector, "/calls").1["calls"]
+                .as_array()
+                .unwrap()
+                .len(),
+            3
+        );
+    }
+
+    #[test]
+    fn pages_send_a_no_script_policy() {
+        let collector = Collector::start().unwrap();
+        let mut socket = std::net::TcpStream::connect(collector.addr).unwrap();
+        std::io::Write::write_all(
+            &mut socket,
+            b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+        )
+        .unwrap();
+        let mut response = String::new();
+        std::io::Read::read_to_string(&mut socket, &mut response).unwrap();
+        let head = response.split("\r\n\r\n").next().unwrap().to_lowercase();
+        assert!(head.starts_with("http/1.1 200"), "{head}");
+        assert!(
+            head.contains("content-type: text/html; charset=utf-8"),
+            "{head}"
+        );
+        assert!(
+            head.contains("content-security-policy: default-src 'none';"),
+            "{head}"
         );
     }
 

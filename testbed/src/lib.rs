@@ -11,4 +11,5 @@ pub mod procfs;
 pub mod replay;
 pub mod scripted;
 pub mod upstream;
+pub mod viewer;
 pub mod wait;
