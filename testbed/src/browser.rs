@@ -167,3 +167,52 @@ impl Drop for TempDir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::collector::Collector;
+    use serde_json::json;
+
+    /// The collector's pages in a real browser, from hand-written summaries
+    /// (tests/call_viewer.rs does it with a real Envoy's). Skipped without
+    /// Chromium (`make test` installs it).
+    #[test]
+    fn chromium_renders_the_pages_escaped() {
+        if chromium_bin().is_none() {
+            eprintln!("skipped: no chromium (make chromium)");
+            return;
+        }
+        let collector = Collector::start().unwrap();
+        let summary = json!({
+            "id": "req-<b>1</b>", "model": "<script>alert(1)</script>", "outcome": "completed",
+            "content": "<script>document.title='pwned'</script>answer",
+            "stream_health": {"verdict": "smooth"},
+            "timeline": {"unit": "us", "deltas": 2, "compacted": false, "t": [100000, 50000],
+                         "span": [0, 0], "n": [1, 1], "bytes": [3, 3], "chunk": [1, 1], "kind": "cc"},
+        });
+        let body = json!([summary]).to_string();
+        let posted =
+            crate::client::post(collector.addr, "/v1/calls", &[], body.as_bytes()).unwrap();
+        assert_eq!(posted.status, 200);
+
+        let list = dump_dom(&format!("http://{}/", collector.addr)).unwrap();
+        assert!(list.contains("<tr class=\"call\""), "{list}");
+        assert!(
+            list.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+            "{list}"
+        );
+        assert!(!list.contains("<script"), "{list}");
+        let call = dump_dom(&format!(
+            "http://{}/calls/req-%3Cb%3E1%3C%2Fb%3E",
+            collector.addr
+        ))
+        .unwrap();
+        assert_eq!(call.matches("<circle ").count(), 2, "{call}");
+        assert!(
+            call.contains("<title>streamtap: call req-&lt;b&gt;1&lt;/b&gt;</title>"),
+            "{call}"
+        );
+        assert!(!call.contains("<script"), "{call}");
+    }
+}
