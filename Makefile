@@ -18,7 +18,7 @@ WASM_BUILT    := $(or $(CARGO_TARGET_DIR),target)/$(WASM_TARGET)/release/streamt
 ENVOY         := $(VENV)/bin/envoy
 
 .PHONY: help wasm-target venv build test test-unit test-integration lint fmt demo probe clean distclean
-.PHONY: bench-filters wasm-opt nginx images compose-test
+.PHONY: bench-filters wasm-opt nginx chromium images compose-test
 
 help: ## List the targets
 	@echo "streamtap make targets:"
@@ -72,6 +72,19 @@ nginx: ## Install nginx (Debian package) when missing: apt-get, as root or with 
 	  /usr/sbin/nginx -v; \
 	fi
 
+# Headless Chromium (Debian's package) loads the collector's pages in
+# tests/call_viewer.rs and checks the DOM it renders (testbed/src/browser.rs).
+# The binary is found at CHROMIUM_BIN, in PATH or at /usr/bin/chromium.
+chromium: ## Install Chromium (Debian package) when missing: apt-get, as root or with sudo
+	@if [[ -n "$${CHROMIUM_BIN:-}" ]] || command -v chromium >/dev/null || [[ -x /usr/bin/chromium ]]; then \
+	  echo "chromium: $${CHROMIUM_BIN:-$$(command -v chromium || echo /usr/bin/chromium)}"; \
+	else \
+	  SUDO=$$([[ $$(id -u) -eq 0 ]] || echo sudo); \
+	  $$SUDO apt-get install -y -q chromium >/dev/null 2>&1 || \
+	  ($$SUDO apt-get update -q >/dev/null && $$SUDO apt-get install -y -q chromium >/dev/null); \
+	  /usr/bin/chromium --version 2>/dev/null; \
+	fi
+
 build: wasm-target wasm-opt ## Build the filter into dist/streamtap.wasm
 	$(CARGO) build --release --target $(WASM_TARGET) -p streamtap
 	@mkdir -p $(dir $(WASM))
@@ -82,7 +95,7 @@ build: wasm-target wasm-opt ## Build the filter into dist/streamtap.wasm
 	fi
 	@echo "$(WASM): $$(wc -c < $(WASM)) bytes"
 
-test: build bench-filters venv nginx ## All tests: unit (parallel), then integration against real Envoy (one at a time)
+test: build bench-filters venv nginx chromium ## All tests: unit (parallel), then integration against real Envoy (one at a time)
 	$(MAKE) test-unit
 	$(MAKE) test-integration
 	@if docker info >/dev/null 2>&1; then $(MAKE) compose-test; else echo "docker engine not answering: compose test skipped"; fi
