@@ -193,6 +193,7 @@ fn summarize(path: &str, ct: &str, status: u16, chunks: &[&[u8]], end: Option<&s
             max_content_bytes: 4096,
             max_decoded_bytes: streamtap::config::DEFAULT_MAX_DECODED_BYTES,
             health: streamtap::call::health::Thresholds::default(),
+            timeline_entries: Some(16),
         },
         start_us: START_US,
         ..Exchange::stream(path)
