@@ -69,11 +69,7 @@ fn check_against_writes(name: &str, chain: &DownstreamStack, t: &Timeline) {
     for (i, entry) in e.iter().enumerate() {
         let written = run.served.writes[writes[i].unwrap()].0 - first_write;
         let seen = Duration::from_micros(entry.0 - e[0].0);
-        let off = if seen > written {
-            seen - written
-        } else {
-            written - seen
-        };
+        let off = seen.abs_diff(written);
         assert!(
             off <= slack,
             "{name}: delta {i} seen {seen:?} after the first, written {written:?} after: {off:?} apart\n{}",

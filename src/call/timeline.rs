@@ -31,6 +31,14 @@ struct Entry {
     kind: u8,
 }
 
+/// The compaction passes, in order (module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pass {
+    SameChunk,
+    NoPause,
+    Any,
+}
+
 #[derive(Debug)]
 pub struct Timeline {
     entries: Vec<Entry>,
@@ -82,27 +90,36 @@ impl Timeline {
     fn compact(&mut self) {
         self.compacted = true;
         let goal = self.max_entries * 3 / 4;
-        let pause_us = self.pause_us;
-        let passes: [&dyn Fn(&Entry, &Entry) -> bool; 3] = [
-            &|a, b| a.kind == b.kind && a.chunk == b.chunk,
-            &|a, b| a.kind == b.kind && b.at_us.saturating_sub(a.at_us + a.span_us) < pause_us,
-            &|_, _| true,
-        ];
-        for (pass, mergeable) in passes.iter().enumerate() {
+        for pass in [Pass::SameChunk, Pass::NoPause, Pass::Any] {
             if self.entries.len() <= goal {
                 return;
             }
-            // Pass 1 merges whole runs; the others pairs, so one pass halves at most.
-            self.merge_where(mergeable, pass == 0);
+            self.merge(pass);
         }
     }
 
-    fn merge_where(&mut self, mergeable: &dyn Fn(&Entry, &Entry) -> bool, runs: bool) {
-        let mut out: Vec<Entry> = Vec::with_capacity(self.entries.len());
+    fn mergeable(&self, pass: Pass, a: &Entry, b: &Entry) -> bool {
+        match pass {
+            Pass::SameChunk => a.kind == b.kind && a.chunk == b.chunk,
+            Pass::NoPause => {
+                a.kind == b.kind && b.at_us.saturating_sub(a.at_us + a.span_us) < self.pause_us
+            }
+            Pass::Any => true,
+        }
+    }
+
+    fn merge(&mut self, pass: Pass) {
+        // The first pass merges whole runs; the others pairs, so each halves at most.
+        let runs = pass == Pass::SameChunk;
+        let entries = std::mem::take(&mut self.entries);
+        let mut out: Vec<Entry> = Vec::with_capacity(entries.len());
         let mut just_merged = false;
-        for entry in self.entries.drain(..) {
+        for entry in entries {
+            let merge = out
+                .last()
+                .is_some_and(|last| (runs || !just_merged) && self.mergeable(pass, last, &entry));
             match out.last_mut() {
-                Some(last) if (runs || !just_merged) && mergeable(last, &entry) => {
+                Some(last) if merge => {
                     let end = entry.at_us + entry.span_us;
                     last.span_us = end.saturating_sub(last.at_us);
                     last.deltas = last.deltas.saturating_add(entry.deltas);
@@ -128,14 +145,23 @@ impl Timeline {
     }
 }
 
-/// Delta-encoded: the first value, then the difference to the previous one.
-struct Deltas<'a, F: Fn(&Entry) -> u64>(&'a [Entry], F);
+/// One column of the entries; delta-encoded (the first value, then the
+/// difference to the previous one) or as it is. A plain `fn`, not a generic
+/// closure: one copy of the code in the `.wasm` for all five columns.
+struct Column<'a> {
+    entries: &'a [Entry],
+    value: fn(&Entry) -> u64,
+    delta_encoded: bool,
+}
 
-impl<F: Fn(&Entry) -> u64> Serialize for Deltas<'_, F> {
+impl Serialize for Column<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut previous = 0u64;
-        s.collect_seq(self.0.iter().map(|e| {
-            let value = (self.1)(e);
+        s.collect_seq(self.entries.iter().map(|e| {
+            let value = (self.value)(e);
+            if !self.delta_encoded {
+                return value;
+            }
             let delta = value.saturating_sub(previous);
             previous = value;
             delta
@@ -143,27 +169,24 @@ impl<F: Fn(&Entry) -> u64> Serialize for Deltas<'_, F> {
     }
 }
 
-struct Column<'a, F: Fn(&Entry) -> u64>(&'a [Entry], F);
-
-impl<F: Fn(&Entry) -> u64> Serialize for Column<'_, F> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(self.0.iter().map(&self.1))
-    }
-}
-
 impl Serialize for Timeline {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let e = &self.entries;
+        let column = |value: fn(&Entry) -> u64, delta_encoded| Column {
+            entries: e,
+            value,
+            delta_encoded,
+        };
         let kind: String = e.iter().map(|e| char::from(e.kind)).collect();
         let mut out = s.serialize_struct("Timeline", 9)?;
         out.serialize_field("unit", "us")?;
         out.serialize_field("deltas", &self.deltas)?;
         out.serialize_field("compacted", &self.compacted)?;
-        out.serialize_field("t", &Deltas(e, |e| e.at_us))?;
-        out.serialize_field("span", &Column(e, |e| e.span_us))?;
-        out.serialize_field("n", &Column(e, |e| u64::from(e.deltas)))?;
-        out.serialize_field("bytes", &Column(e, |e| u64::from(e.bytes)))?;
-        out.serialize_field("chunk", &Deltas(e, |e| u64::from(e.chunk)))?;
+        out.serialize_field("t", &column(|e| e.at_us, true))?;
+        out.serialize_field("span", &column(|e| e.span_us, false))?;
+        out.serialize_field("n", &column(|e| u64::from(e.deltas), false))?;
+        out.serialize_field("bytes", &column(|e| u64::from(e.bytes), false))?;
+        out.serialize_field("chunk", &column(|e| u64::from(e.chunk), true))?;
         out.serialize_field("kind", &kind)?;
         out.end()
     }
