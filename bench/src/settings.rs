@@ -89,7 +89,7 @@ impl Settings {
         if !(0.5..=60.0).contains(&seconds) {
             return Err("BENCH_SATURATION_SECONDS must be within 0.5..=60".to_string());
         }
-        Ok(Settings {
+        let settings = Settings {
             rounds: var("BENCH_ROUNDS", ROUNDS)?.clamp(1, 20),
             saturation: Duration::from_secs_f64(seconds),
             saturation_connections: var("BENCH_SATURATION_CONNECTIONS", SATURATION_CONNECTIONS)?
@@ -105,7 +105,13 @@ impl Settings {
             },
             memory: var("BENCH_MEMORY", 1u8)? != 0,
             streamtap_config: var("BENCH_STREAMTAP_CONFIG", DEFAULT_PLUGIN_CONFIG.to_string())?,
-        })
+        };
+        // The variants' plugin configs, checked before any round runs.
+        for v in &settings.variants {
+            v.plugin_config(&settings.streamtap_config)
+                .map_err(|e| format!("BENCH_STREAMTAP_CONFIG for {}: {e}", v.key()))?;
+        }
+        Ok(settings)
     }
 }
 

@@ -1,6 +1,7 @@
 //! The set-ups the same workload runs through, side by side.
 
 use plotters::style::RGBColor;
+use serde_json::{Map, Value};
 use testbed::envoy::FilterVariant;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -9,15 +10,19 @@ pub enum Variant {
     Plain,
     EmptyWasm,
     Streamtap,
+    /// streamtap with `stream_health.enabled` false: the price of the
+    /// streaming-health accounting is streamtap's figure minus this one's.
+    StreamtapNoHealth,
     SseToMetadata,
     Buffering,
 }
 
-pub const VARIANTS: [Variant; 6] = [
+pub const VARIANTS: [Variant; 7] = [
     Variant::Direct,
     Variant::Plain,
     Variant::EmptyWasm,
     Variant::Streamtap,
+    Variant::StreamtapNoHealth,
     Variant::SseToMetadata,
     Variant::Buffering,
 ];
@@ -30,6 +35,7 @@ impl Variant {
             Variant::Plain => "plain_envoy",
             Variant::EmptyWasm => "empty_wasm",
             Variant::Streamtap => "streamtap",
+            Variant::StreamtapNoHealth => "streamtap_no_health",
             Variant::SseToMetadata => "sse_to_metadata",
             Variant::Buffering => "buffering_lua",
         }
@@ -45,6 +51,7 @@ impl Variant {
             Variant::Plain => "plain Envoy",
             Variant::EmptyWasm => "near-empty wasm",
             Variant::Streamtap => "streamtap",
+            Variant::StreamtapNoHealth => "streamtap, stream_health off",
             Variant::SseToMetadata => "native sse_to_metadata",
             Variant::Buffering => "buffering Lua (control)",
         }
@@ -56,7 +63,7 @@ impl Variant {
             Variant::Direct => None,
             Variant::Plain => Some(FilterVariant::NoFilter),
             Variant::EmptyWasm => Some(FilterVariant::EmptyWasm),
-            Variant::Streamtap => Some(FilterVariant::Streamtap),
+            Variant::Streamtap | Variant::StreamtapNoHealth => Some(FilterVariant::Streamtap),
             Variant::SseToMetadata => Some(FilterVariant::SseToMetadata),
             Variant::Buffering => Some(FilterVariant::BufferingLua),
         }
@@ -68,9 +75,40 @@ impl Variant {
             Variant::Plain => RGBColor(31, 119, 180),
             Variant::EmptyWasm => RGBColor(44, 160, 44),
             Variant::Streamtap => RGBColor(214, 39, 40),
+            // Streamtap's red, lighter.
+            Variant::StreamtapNoHealth => RGBColor(255, 152, 150),
             Variant::SseToMetadata => RGBColor(148, 103, 189),
             Variant::Buffering => RGBColor(255, 127, 14),
         }
+    }
+
+    /// streamtap's filter, whatever its config: its summaries and counters
+    /// are read.
+    pub fn is_streamtap(self) -> bool {
+        matches!(self, Variant::Streamtap | Variant::StreamtapNoHealth)
+    }
+
+    /// The plugin config of a streamtap variant, from streamtap's
+    /// (`BENCH_STREAMTAP_CONFIG`, else the default): the same, plus
+    /// `"stream_health":{"enabled":false}` for [`Variant::StreamtapNoHealth`].
+    /// Other variants ignore it.
+    pub fn plugin_config(self, streamtap: &str) -> Result<String, String> {
+        if self != Variant::StreamtapNoHealth {
+            return Ok(streamtap.to_string());
+        }
+        let mut config: Value = serde_json::from_str(streamtap)
+            .map_err(|e| format!("streamtap's plugin config is not JSON: {e}"))?;
+        let Some(object) = config.as_object_mut() else {
+            return Err("streamtap's plugin config is not a JSON object".to_string());
+        };
+        let health = object
+            .entry("stream_health")
+            .or_insert_with(|| Value::Object(Map::new()));
+        let Some(health) = health.as_object_mut() else {
+            return Err("stream_health in streamtap's plugin config is not an object".to_string());
+        };
+        health.insert("enabled".to_string(), Value::Bool(false));
+        Ok(config.to_string())
     }
 
     /// In the chart's panel of one slow call.
@@ -79,5 +117,46 @@ impl Variant {
             self,
             Variant::Direct | Variant::Plain | Variant::Streamtap | Variant::Buffering
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use testbed::envoy::DEFAULT_PLUGIN_CONFIG;
+
+    #[test]
+    fn no_health_is_streamtap_config_with_stream_health_off() {
+        let base = DEFAULT_PLUGIN_CONFIG;
+        assert_eq!(Variant::Streamtap.plugin_config(base).unwrap(), base);
+        let off: Value =
+            serde_json::from_str(&Variant::StreamtapNoHealth.plugin_config(base).unwrap()).unwrap();
+        let mut want: Value = serde_json::from_str(base).unwrap();
+        want["stream_health"] = serde_json::json!({"enabled": false});
+        assert_eq!(off, want);
+        // Other stream_health settings are kept; `enabled` is overridden.
+        let tuned = r#"{"stream_health":{"enabled":true,"pause_ms":100}}"#;
+        let off: Value =
+            serde_json::from_str(&Variant::StreamtapNoHealth.plugin_config(tuned).unwrap())
+                .unwrap();
+        assert_eq!(
+            off,
+            serde_json::json!({"stream_health":{"enabled":false,"pause_ms":100}})
+        );
+        assert!(Variant::StreamtapNoHealth.plugin_config("[]").is_err());
+        assert_eq!(
+            Variant::from_key("streamtap_no_health"),
+            Some(Variant::StreamtapNoHealth)
+        );
+    }
+
+    #[test]
+    fn every_variant_has_its_own_key_and_color() {
+        for (i, a) in VARIANTS.iter().enumerate() {
+            for b in &VARIANTS[i + 1..] {
+                assert_ne!(a.key(), b.key());
+                assert_ne!(a.color(), b.color());
+            }
+        }
     }
 }
