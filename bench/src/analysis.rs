@@ -126,6 +126,8 @@ pub struct Ratios {
     pub streamtap_cpu_us_per_event_above_empty_wasm_sat: Option<Spread>,
     /// streamtap − streamtap with `stream_health` off, Envoy CPU µs per event.
     pub stream_health_price: HealthPrice,
+    /// streamtap with `capture.timeline` on − streamtap, Envoy CPU µs per event.
+    pub timeline_price: HealthPrice,
 }
 
 /// The price of the streaming-health accounting: streamtap's Envoy CPU µs per
@@ -192,6 +194,9 @@ impl Ratios {
         let health_price = |pick: Pick| {
             PricedDifference::of(a, Variant::Streamtap, Variant::StreamtapNoHealth, pick)
         };
+        let timeline_price = |pick: Pick| {
+            PricedDifference::of(a, Variant::StreamtapTimeline, Variant::Streamtap, pick)
+        };
         Ratios {
             vs_plain_envoy: vs(Variant::Plain),
             vs_empty_wasm: vs(Variant::EmptyWasm),
@@ -209,6 +214,10 @@ impl Ratios {
             stream_health_price: HealthPrice {
                 paced_cpu_us_per_event: health_price(|f| f.paced.cpu.envoy_cpu_us_per_event),
                 sat_cpu_us_per_event: health_price(|f| f.sat.cpu.envoy_cpu_us_per_event),
+            },
+            timeline_price: HealthPrice {
+                paced_cpu_us_per_event: timeline_price(|f| f.paced.cpu.envoy_cpu_us_per_event),
+                sat_cpu_us_per_event: timeline_price(|f| f.sat.cpu.envoy_cpu_us_per_event),
             },
         }
     }

@@ -239,7 +239,18 @@ fn print_headlines(r: &Results) {
             2
         ),
     );
-    print_health_price(&ratios.stream_health_price);
+    print_price(
+        "stream_health accounting",
+        Variant::Streamtap,
+        Variant::StreamtapNoHealth,
+        &ratios.stream_health_price,
+    );
+    print_price(
+        "the timeline (capture.timeline)",
+        Variant::StreamtapTimeline,
+        Variant::Streamtap,
+        &ratios.timeline_price,
+    );
     let m = r.memory.as_ref();
     let b = |x: Option<f64>| x.unwrap_or(f64::NAN);
     println!(
@@ -251,26 +262,27 @@ fn print_headlines(r: &Results) {
     );
 }
 
-/// streamtap − streamtap with `stream_health` off, and whether it is noise.
-fn print_health_price(price: &HealthPrice) {
+/// A feature's price: `with` − `without`, and whether it is noise.
+fn print_price(feature: &str, with: Variant, without: Variant, price: &HealthPrice) {
     println!(
-        "  the price of stream_health accounting (streamtap − {}, Envoy CPU µs/event, per-round pairs):",
-        Variant::StreamtapNoHealth.label()
+        "  the price of {feature} ({} − {}, Envoy CPU µs/event, per-round pairs):",
+        with.label(),
+        without.label()
     );
     for (label, p) in [
         ("paced (≈1 event/chunk)", &price.paced_cpu_us_per_event),
         ("saturation", &price.sat_cpu_us_per_event),
     ] {
-        println!("    {label:<23} {}", health_price_line(p));
+        println!("    {label:<23} {}", price_line(p, with, without));
     }
 }
 
-fn health_price_line(p: &PricedDifference) -> String {
+fn price_line(p: &PricedDifference, with: Variant, without: Variant) -> String {
     let Some(d) = p.difference.as_ref() else {
         return format!(
             "– (needs both {} and {} in the rounds)",
-            Variant::Streamtap.key(),
-            Variant::StreamtapNoHealth.key()
+            with.key(),
+            without.key()
         );
     };
     let range = |x: Option<f64>| x.map_or("–".to_string(), |x| format!("{x:.2}"));
@@ -280,14 +292,17 @@ fn health_price_line(p: &PricedDifference) -> String {
         "above the rounds' spread"
     };
     format!(
-        "{:+.2} ({:+.2}–{:+.2}) µs/event, {} of streamtap's; {verdict}: the rounds span {} µs (streamtap), {} µs (stream_health off)",
+        "{:+.2} ({:+.2}–{:+.2}) µs/event, {} of {}'s; {verdict}: the rounds span {} µs ({}), {} µs ({})",
         d.median,
         d.min,
         d.max,
         p.share_of_a
             .map_or("–".to_string(), |s| format!("{:+.1}%", s * 100.0)),
+        with.key(),
         range(p.a_rounds_range),
+        with.key(),
         range(p.b_rounds_range),
+        without.key(),
     )
 }
 

@@ -46,6 +46,9 @@ pub const IDLE_LONG_EVENTS: usize = 500;
 /// Content cap of the "capped" streamtap memory runs: below the content of
 /// both the short and the long response.
 pub const IDLE_CAPPED_CONTENT_BYTES: usize = 128;
+/// The capped run also records the timeline, bounded below the short
+/// responses' deltas: its memory must not grow with the response either.
+pub const IDLE_TIMELINE_ENTRIES: usize = 16;
 /// The slow call of the timeline panel.
 pub const TIMELINE_TOKENS: usize = 30;
 pub const TIMELINE_INTERVAL_MS: u64 = 50;

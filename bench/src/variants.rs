@@ -13,16 +13,20 @@ pub enum Variant {
     /// streamtap with `stream_health.enabled` false: the price of the
     /// streaming-health accounting is streamtap's figure minus this one's.
     StreamtapNoHealth,
+    /// streamtap with `capture.timeline` on: the price of the flight recorder
+    /// is this one's figure minus streamtap's.
+    StreamtapTimeline,
     SseToMetadata,
     Buffering,
 }
 
-pub const VARIANTS: [Variant; 7] = [
+pub const VARIANTS: [Variant; 8] = [
     Variant::Direct,
     Variant::Plain,
     Variant::EmptyWasm,
     Variant::Streamtap,
     Variant::StreamtapNoHealth,
+    Variant::StreamtapTimeline,
     Variant::SseToMetadata,
     Variant::Buffering,
 ];
@@ -36,6 +40,7 @@ impl Variant {
             Variant::EmptyWasm => "empty_wasm",
             Variant::Streamtap => "streamtap",
             Variant::StreamtapNoHealth => "streamtap_no_health",
+            Variant::StreamtapTimeline => "streamtap_timeline",
             Variant::SseToMetadata => "sse_to_metadata",
             Variant::Buffering => "buffering_lua",
         }
@@ -52,6 +57,7 @@ impl Variant {
             Variant::EmptyWasm => "near-empty wasm",
             Variant::Streamtap => "streamtap",
             Variant::StreamtapNoHealth => "streamtap, stream_health off",
+            Variant::StreamtapTimeline => "streamtap, capture.timeline on",
             Variant::SseToMetadata => "native sse_to_metadata",
             Variant::Buffering => "buffering Lua (control)",
         }
@@ -63,7 +69,9 @@ impl Variant {
             Variant::Direct => None,
             Variant::Plain => Some(FilterVariant::NoFilter),
             Variant::EmptyWasm => Some(FilterVariant::EmptyWasm),
-            Variant::Streamtap | Variant::StreamtapNoHealth => Some(FilterVariant::Streamtap),
+            Variant::Streamtap | Variant::StreamtapNoHealth | Variant::StreamtapTimeline => {
+                Some(FilterVariant::Streamtap)
+            }
             Variant::SseToMetadata => Some(FilterVariant::SseToMetadata),
             Variant::Buffering => Some(FilterVariant::BufferingLua),
         }
@@ -77,6 +85,8 @@ impl Variant {
             Variant::Streamtap => RGBColor(214, 39, 40),
             // Streamtap's red, lighter.
             Variant::StreamtapNoHealth => RGBColor(255, 152, 150),
+            // Streamtap's red, darker.
+            Variant::StreamtapTimeline => RGBColor(140, 20, 30),
             Variant::SseToMetadata => RGBColor(148, 103, 189),
             Variant::Buffering => RGBColor(255, 127, 14),
         }
@@ -85,29 +95,37 @@ impl Variant {
     /// streamtap's filter, whatever its config: its summaries and counters
     /// are read.
     pub fn is_streamtap(self) -> bool {
-        matches!(self, Variant::Streamtap | Variant::StreamtapNoHealth)
+        matches!(
+            self,
+            Variant::Streamtap | Variant::StreamtapNoHealth | Variant::StreamtapTimeline
+        )
     }
 
     /// The plugin config of a streamtap variant, from streamtap's
     /// (`BENCH_STREAMTAP_CONFIG`, else the default): the same, plus
-    /// `"stream_health":{"enabled":false}` for [`Variant::StreamtapNoHealth`].
+    /// `"stream_health":{"enabled":false}` for [`Variant::StreamtapNoHealth`],
+    /// `"capture":{"timeline":true}` for [`Variant::StreamtapTimeline`].
     /// Other variants ignore it.
     pub fn plugin_config(self, streamtap: &str) -> Result<String, String> {
-        if self != Variant::StreamtapNoHealth {
-            return Ok(streamtap.to_string());
-        }
+        let (section, field, value) = match self {
+            Variant::StreamtapNoHealth => ("stream_health", "enabled", false),
+            Variant::StreamtapTimeline => ("capture", "timeline", true),
+            _ => return Ok(streamtap.to_string()),
+        };
         let mut config: Value = serde_json::from_str(streamtap)
             .map_err(|e| format!("streamtap's plugin config is not JSON: {e}"))?;
         let Some(object) = config.as_object_mut() else {
             return Err("streamtap's plugin config is not a JSON object".to_string());
         };
-        let health = object
-            .entry("stream_health")
+        let part = object
+            .entry(section)
             .or_insert_with(|| Value::Object(Map::new()));
-        let Some(health) = health.as_object_mut() else {
-            return Err("stream_health in streamtap's plugin config is not an object".to_string());
+        let Some(part) = part.as_object_mut() else {
+            return Err(format!(
+                "{section} in streamtap's plugin config is not an object"
+            ));
         };
-        health.insert("enabled".to_string(), Value::Bool(false));
+        part.insert(field.to_string(), Value::Bool(value));
         Ok(config.to_string())
     }
 
@@ -144,6 +162,9 @@ mod tests {
             serde_json::json!({"stream_health":{"enabled":false,"pause_ms":100}})
         );
         assert!(Variant::StreamtapNoHealth.plugin_config("[]").is_err());
+        let on: Value =
+            serde_json::from_str(&Variant::StreamtapTimeline.plugin_config(base).unwrap()).unwrap();
+        assert_eq!(on["capture"]["timeline"], true);
         assert_eq!(
             Variant::from_key("streamtap_no_health"),
             Some(Variant::StreamtapNoHealth)

@@ -125,5 +125,9 @@ pub fn describe(settings: &Settings) -> Value {
         "streamtap_no_health_plugin_config": Variant::StreamtapNoHealth
             .plugin_config(&settings.streamtap_config)
             .ok(),
+        "streamtap_timeline_plugin_config": Variant::StreamtapTimeline
+            .plugin_config(&settings.streamtap_config)
+            .ok(),
+        "idle_capped_timeline_entries": IDLE_TIMELINE_ENTRIES,
     })
 }
