@@ -130,6 +130,12 @@ pub struct CaptureConfig {
     /// Header names never recorded (besides the credential headers, which
     /// never are): listed in `request_headers`, they show as `[redacted]`.
     pub redact_headers: Vec<String>,
+    /// Record each delta's arrival time, size, chunk and kind in the
+    /// summary's `timeline`. Default false.
+    pub timeline: bool,
+    /// Most timeline entries per call; past it neighbours merge
+    /// (`call::timeline`). Default 512, 16..=16384.
+    pub timeline_max_entries: usize,
     /// JSON field names whose string values are replaced by `[redacted]` in
     /// captured request content (besides the built-in `api_key`, `password`,
     /// `token`... see `CREDENTIAL_FIELDS`).
@@ -193,6 +199,8 @@ impl Default for CaptureConfig {
             request_headers: Vec::new(),
             redact_headers: Vec::new(),
             redact_fields: Vec::new(),
+            timeline: false,
+            timeline_max_entries: 512,
         }
     }
 }
@@ -317,6 +325,12 @@ impl Config {
                 "must be at most 16777216",
             ));
         }
+        check_range(
+            "capture.timeline_max_entries",
+            self.capture.timeline_max_entries as u64,
+            16,
+            16_384,
+        )?;
         let (min, max) = MAX_DECODED_BYTES_RANGE;
         check_range(
             "capture.max_decoded_bytes",
@@ -622,6 +636,15 @@ impl Reader {
             }
             b"redact_fields" => {
                 capture.redact_fields = self.names(j, "capture.redact_fields")?;
+                Ok(())
+            }
+            b"timeline" => {
+                capture.timeline = self.boolean(j, "capture.timeline")?;
+                Ok(())
+            }
+            b"timeline_max_entries" => {
+                capture.timeline_max_entries =
+                    saturate(self.integer(j, "capture.timeline_max_entries")?);
                 Ok(())
             }
             other => self.unknown("capture.", other),

@@ -46,6 +46,7 @@ impl Exchange {
                 max_content_bytes: 65_536,
                 max_decoded_bytes: crate::config::DEFAULT_MAX_DECODED_BYTES,
                 health: crate::call::health::Thresholds::default(),
+                timeline_entries: None,
             },
             start_us: 1_764_000_000_000_000,
         }

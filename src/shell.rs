@@ -570,6 +570,7 @@ impl HttpContext for StreamtapHttp {
             max_content_bytes: capture.max_content_bytes,
             max_decoded_bytes: capture.max_decoded_bytes,
             health: plugin.config.stream_health,
+            timeline_entries: capture.timeline.then_some(capture.timeline_max_entries),
         };
         let mut call = CallTap::new(settings, now_us());
         let traceparent = lossy(request_header("traceparent"));

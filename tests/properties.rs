@@ -193,6 +193,7 @@ fn summarize(path: &str, ct: &str, status: u16, chunks: &[&[u8]], end: Option<&s
             max_content_bytes: 4096,
             max_decoded_bytes: streamtap::config::DEFAULT_MAX_DECODED_BYTES,
             health: streamtap::call::health::Thresholds::default(),
+            timeline_entries: Some(16),
         },
         start_us: START_US,
         ..Exchange::stream(path)
@@ -210,6 +211,22 @@ fn summarize(path: &str, ct: &str, status: u16, chunks: &[&[u8]], end: Option<&s
     assert_eq!(v["parse_errors"], finished.parse_errors);
     assert_eq!(v["events"], finished.events);
     v.as_object_mut().unwrap().remove("chunks");
+    // How the body was cut into chunks shows in the chunk shape and the
+    // timeline's entries, and nowhere else.
+    if let Some(health) = v["stream_health"].as_object_mut() {
+        for key in [
+            "verdict",
+            "largest_burst",
+            "burst_share",
+            "events_per_chunk_max",
+            "events_per_chunk_p50",
+        ] {
+            health.remove(key);
+        }
+    }
+    if let Some(timeline) = v["timeline"].as_object_mut() {
+        timeline.retain(|key, _| key == "deltas" || key == "unit");
+    }
     v
 }
 

@@ -11,9 +11,17 @@
 //! - `call_tap/call_50_events`: one whole call as `make bench` sends it
 //!   (request headers and body, response headers, 50 content deltas one per
 //!   chunk, a usage event, `[DONE]`, the summary JSON), per event.
+//! - `stream_health/chunks_400/{on,off}`: a 400-delta chat stream, one
+//!   event per chunk, through `CallTap` with `stream_health` on (the default)
+//!   and off (`Thresholds { enabled: false, .. }`); only the body chunks are
+//!   timed (the tap is set up, and the summary built, outside the timing).
+//!   `stream_health/call_400/{on,off}`: the same whole call, its summary
+//!   (with the health report) included. Then an interleaved A/B of the
+//!   chunk loop (on and off alternately, many repetitions) prints ns per
+//!   chunk for each and the difference, with its spread over the pairs.
 //!
-//! Throughput is in events: criterion prints events/s as `thrpt`; ns per
-//! event is 1e9 / thrpt.
+//! Throughput is in events (chunks for `stream_health`): criterion prints
+//! events/s as `thrpt`; ns per event is 1e9 / thrpt.
 
 // Bench code, not filter code: the crate's deny lints are for the shell.
 #![allow(
@@ -25,7 +33,8 @@
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use std::hint::black_box;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+use streamtap::call::health::Thresholds;
 use streamtap::call::tap::{CallTap, MAX_EVENT_BYTES};
 use streamtap::replay::{End, Exchange};
 use streamtap::wire::sse::SseDecoder;
@@ -183,6 +192,169 @@ fn call_tap(c: &mut Criterion) {
     group.finish();
 }
 
+/// Deltas of the `stream_health` case's stream.
+const HEALTH_DELTAS: usize = 400;
+/// The `stream_health` case's chunks: the role delta, 400 content deltas,
+/// the finish delta, the usage event and `[DONE]`, one event per chunk.
+fn health_stream() -> Vec<Vec<u8>> {
+    let mut chunks: Vec<Vec<u8>> = vec![role_event().into_bytes()];
+    chunks.extend((0..HEALTH_DELTAS).map(|i| delta_event(i).into_bytes()));
+    chunks.push(finish_event().into_bytes());
+    chunks.push(usage_event(HEALTH_DELTAS).into_bytes());
+    chunks.push(b"data: [DONE]\n\n".to_vec());
+    chunks
+}
+
+/// A chat stream with `stream_health` on (the default) or off.
+fn health_exchange(on: bool) -> Exchange {
+    let mut exchange = exchange("text/event-stream");
+    exchange.settings.health = Thresholds {
+        enabled: on,
+        ..Thresholds::default()
+    };
+    exchange
+}
+
+/// When chunk `i` arrives: 20 ms apart, with some jitter so that the pace
+/// and the silences vary as on a real stream (no pause: all under 250 ms).
+fn chunk_time(exchange: &Exchange, i: usize) -> u64 {
+    exchange.start_us + 200_000 + i as u64 * 20_000 + (i as u64 * 7919) % 9_000
+}
+
+/// Every chunk of `chunks` through `tap`, as `on_response_body` does.
+fn feed(exchange: &Exchange, tap: &mut CallTap, chunks: &[Vec<u8>]) {
+    for (i, c) in chunks.iter().enumerate() {
+        tap.on_response_body(black_box(c), chunk_time(exchange, i));
+    }
+}
+
+fn stream_health(c: &mut Criterion) {
+    let chunks = health_stream();
+    let n = chunks.len();
+    let end = |exchange: &Exchange| chunk_time(exchange, n);
+    // Both understand the stream; only the one with stream_health on judges it.
+    for on in [true, false] {
+        let exchange = health_exchange(on);
+        let mut tap = exchange.tap();
+        feed(&exchange, &mut tap, &chunks);
+        let done = End::EndOfStream.finish(&mut tap, end(&exchange)).unwrap();
+        assert_eq!(done.events, n as u64);
+        assert_eq!(done.parse_errors, 0);
+        let health = done.summary_json.contains("\"stream_health\":null");
+        assert_eq!(health, !on, "{}", done.summary_json);
+        if on {
+            assert!(
+                done.summary_json.contains("\"verdict\":\"smooth\""),
+                "{}",
+                done.summary_json
+            );
+        }
+    }
+
+    let mut group = c.benchmark_group("stream_health");
+    group.throughput(Throughput::Elements(n as u64));
+    for (on, name) in [(true, "on"), (false, "off")] {
+        let exchange = health_exchange(on);
+        group.bench_function(format!("chunks_{HEALTH_DELTAS}/{name}"), |b| {
+            b.iter_batched_ref(
+                || exchange.tap(),
+                |tap| feed(&exchange, tap, &chunks),
+                // One tap at a time (a batch of live taps is cold in cache);
+                // a ~0.3 ms routine dwarfs the per-iteration timer.
+                BatchSize::PerIteration,
+            );
+        });
+        group.bench_function(format!("call_{HEALTH_DELTAS}/{name}"), |b| {
+            b.iter(|| {
+                let mut tap = exchange.tap();
+                feed(&exchange, &mut tap, &chunks);
+                let done = End::EndOfStream.finish(&mut tap, end(&exchange)).unwrap();
+                black_box(done.summary_json.len())
+            });
+        });
+    }
+    group.finish();
+    health_ab(&chunks);
+}
+
+/// The chunk loop with `stream_health` on and off, alternately (the order
+/// swapped every pair), so that both see the same machine: ns per chunk of
+/// each, and of their difference, over the pairs. Skipped by `cargo test`.
+fn health_ab(chunks: &[Vec<u8>]) {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    // Not under `cargo test`, nor when a filter names other benchmarks.
+    let filters: Vec<&String> = args.iter().filter(|a| !a.starts_with('-')).collect();
+    if !args.iter().any(|a| a == "--bench")
+        || (!filters.is_empty() && !filters.iter().any(|f| "stream_health".contains(f.as_str())))
+    {
+        return;
+    }
+    const PAIRS: usize = 600;
+    /// Calls per timed sample: ~4 ms of work, far above the clock's grain.
+    const CALLS: usize = 8;
+    let exchanges = [health_exchange(true), health_exchange(false)];
+    let per_chunk = (CALLS * chunks.len()) as f64;
+    let sample = |exchange: &Exchange| {
+        let mut taps: Vec<CallTap> = (0..CALLS).map(|_| exchange.tap()).collect();
+        let t = Instant::now();
+        for tap in &mut taps {
+            feed(exchange, tap, chunks);
+        }
+        let ns = t.elapsed().as_nanos() as f64 / per_chunk;
+        black_box(taps);
+        ns
+    };
+    for _ in 0..20 {
+        sample(&exchanges[0]);
+        sample(&exchanges[1]);
+    }
+    let (mut on, mut off, mut diff) = (Vec::new(), Vec::new(), Vec::new());
+    for pair in 0..PAIRS {
+        let (a, b) = if pair % 2 == 0 {
+            let a = sample(&exchanges[0]);
+            (a, sample(&exchanges[1]))
+        } else {
+            let b = sample(&exchanges[1]);
+            (sample(&exchanges[0]), b)
+        };
+        on.push(a);
+        off.push(b);
+        diff.push(a - b);
+    }
+    let q = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        let at = |p: f64| v[((v.len() - 1) as f64 * p).round() as usize];
+        (at(0.5), at(0.1), at(0.9))
+    };
+    let (on, off) = (q(&mut on), q(&mut off));
+    let diff_q = q(&mut diff);
+    // The median's 95% confidence interval, from the order statistics of
+    // the (sorted) differences: ranks n/2 ± 1.96 √n / 2.
+    let half = 1.96 * (PAIRS as f64).sqrt() / 2.0;
+    let rank = |r: f64| diff[(r.round() as usize).min(PAIRS - 1)];
+    let ci = (
+        rank(PAIRS as f64 / 2.0 - half),
+        rank(PAIRS as f64 / 2.0 + half),
+    );
+    let diff = diff_q;
+    println!(
+        "stream_health A/B, {PAIRS} interleaved pairs of {CALLS} calls × {} chunks (one event each), \
+         ns per chunk, median (p10–p90):",
+        chunks.len()
+    );
+    println!("  on   {:7.1} ({:.1}–{:.1})", on.0, on.1, on.2);
+    println!("  off  {:7.1} ({:.1}–{:.1})", off.0, off.1, off.2);
+    println!(
+        "  on − off {:+6.1} ({:+.1}–{:+.1}) per pair, median's 95% CI {:+.1}–{:+.1}; {:+.1}% of off",
+        diff.0,
+        diff.1,
+        diff.2,
+        ci.0,
+        ci.1,
+        diff.0 / off.0 * 100.0
+    );
+}
+
 fn config() -> Criterion {
     Criterion::default()
         .warm_up_time(Duration::from_millis(500))
@@ -193,6 +365,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = sse_decoder, call_tap
+    targets = sse_decoder, call_tap, stream_health
 }
 criterion_main!(benches);

@@ -124,6 +124,57 @@ pub struct Ratios {
     pub added_delay_over_plain_envoy_us: AddedDelay,
     pub streamtap_cpu_us_per_event_above_empty_wasm_paced: Option<Spread>,
     pub streamtap_cpu_us_per_event_above_empty_wasm_sat: Option<Spread>,
+    /// streamtap − streamtap with `stream_health` off, Envoy CPU µs per event.
+    pub stream_health_price: HealthPrice,
+    /// streamtap with `capture.timeline` on − streamtap, Envoy CPU µs per event.
+    pub timeline_price: HealthPrice,
+}
+
+/// The price of the streaming-health accounting: streamtap's Envoy CPU µs per
+/// event minus that of streamtap with `stream_health.enabled` false, per round.
+#[derive(Clone, Debug, Serialize)]
+pub struct HealthPrice {
+    pub paced_cpu_us_per_event: PricedDifference,
+    pub sat_cpu_us_per_event: PricedDifference,
+}
+
+/// A per-round difference `a − b` and whether it stands out of the noise.
+#[derive(Clone, Debug, Serialize)]
+pub struct PricedDifference {
+    /// `a − b` per round: median, min, max.
+    pub difference: Option<Spread>,
+    /// The median difference over `a`'s median.
+    pub share_of_a: Option<f64>,
+    /// max − min of each variant's own rounds.
+    pub a_rounds_range: Option<f64>,
+    pub b_rounds_range: Option<f64>,
+    /// True when the difference is within the rounds' spread: its per-round
+    /// values straddle zero, or its median is no larger than either
+    /// variant's own max − min over the rounds. None without figures.
+    pub within_noise: Option<bool>,
+}
+
+impl PricedDifference {
+    pub fn of(an: &Analysis, a: Variant, b: Variant, pick: Pick) -> PricedDifference {
+        let difference = spread_of(&an.paired(a, b, pick, minus));
+        let range = |v: Variant| an.spread(v, pick).map(|s| s.max - s.min);
+        let (a_range, b_range) = (range(a), range(b));
+        let within_noise = difference.as_ref().map(|d| {
+            let straddles = d.min <= 0.0 && d.max >= 0.0;
+            let noise = a_range.unwrap_or(0.0).max(b_range.unwrap_or(0.0));
+            straddles || d.median.abs() <= noise
+        });
+        PricedDifference {
+            share_of_a: difference
+                .as_ref()
+                .zip(an.median(a, pick))
+                .map(|(d, m)| d.median / m),
+            difference,
+            a_rounds_range: a_range,
+            b_rounds_range: b_range,
+            within_noise,
+        }
+    }
 }
 
 impl Ratios {
@@ -140,6 +191,12 @@ impl Ratios {
         };
         let above_empty =
             |pick: Pick| spread_of(&a.paired(Variant::Streamtap, Variant::EmptyWasm, pick, minus));
+        let health_price = |pick: Pick| {
+            PricedDifference::of(a, Variant::Streamtap, Variant::StreamtapNoHealth, pick)
+        };
+        let timeline_price = |pick: Pick| {
+            PricedDifference::of(a, Variant::StreamtapTimeline, Variant::Streamtap, pick)
+        };
         Ratios {
             vs_plain_envoy: vs(Variant::Plain),
             vs_empty_wasm: vs(Variant::EmptyWasm),
@@ -154,6 +211,14 @@ impl Ratios {
             streamtap_cpu_us_per_event_above_empty_wasm_sat: above_empty(|f| {
                 f.sat.cpu.envoy_cpu_us_per_event
             }),
+            stream_health_price: HealthPrice {
+                paced_cpu_us_per_event: health_price(|f| f.paced.cpu.envoy_cpu_us_per_event),
+                sat_cpu_us_per_event: health_price(|f| f.sat.cpu.envoy_cpu_us_per_event),
+            },
+            timeline_price: HealthPrice {
+                paced_cpu_us_per_event: timeline_price(|f| f.paced.cpu.envoy_cpu_us_per_event),
+                sat_cpu_us_per_event: timeline_price(|f| f.sat.cpu.envoy_cpu_us_per_event),
+            },
         }
     }
 }
@@ -425,6 +490,57 @@ mod tests {
             a.median(Variant::Streamtap, |f| f.sat.events_per_s),
             Some(85.0)
         );
+    }
+
+    #[test]
+    fn a_price_is_noise_when_it_is_within_the_rounds_spread() {
+        let round = |paced: f64| RoundFigures {
+            paced: crate::measurement::figures::Paced {
+                cpu: crate::measurement::figures::CpuFigures {
+                    envoy_cpu_us_per_event: Some(paced),
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let rounds_of = |a: [f64; 3], b: [f64; 3]| -> Rounds {
+            [
+                (Variant::Streamtap, a.map(round).to_vec()),
+                (Variant::StreamtapNoHealth, b.map(round).to_vec()),
+            ]
+            .into_iter()
+            .collect()
+        };
+        let pick: Pick = |f| f.paced.cpu.envoy_cpu_us_per_event;
+        let price = |r: &Rounds| {
+            PricedDifference::of(
+                &Analysis { rounds: r },
+                Variant::Streamtap,
+                Variant::StreamtapNoHealth,
+                pick,
+            )
+        };
+        // +1 µs every round, each variant's rounds within 0.2 µs: a price.
+        let clear = rounds_of([25.0, 25.1, 25.2], [24.0, 24.1, 24.2]);
+        let p = price(&clear);
+        let d = p.difference.as_ref().unwrap();
+        assert!((d.median - 1.0).abs() < 1e-9, "{d:?}");
+        assert_eq!(p.within_noise, Some(false));
+        assert!((p.share_of_a.unwrap() - 1.0 / 25.1).abs() < 1e-9);
+        // +0.3 µs every round, but the rounds move by 1 µs: noise.
+        let noisy = rounds_of([25.3, 24.3, 26.3], [25.0, 24.0, 26.0]);
+        assert_eq!(price(&noisy).within_noise, Some(true));
+        // Either sign across the rounds: noise.
+        let mixed = rounds_of([25.0, 25.0, 25.0], [24.0, 24.0, 26.5]);
+        assert_eq!(price(&mixed).within_noise, Some(true));
+        // Without the variant: no figure, no verdict.
+        let alone: Rounds = [(Variant::Streamtap, vec![round(25.0)])]
+            .into_iter()
+            .collect();
+        let p = price(&alone);
+        assert!(p.difference.is_none());
+        assert_eq!(p.within_noise, None);
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //!
 //! The same streaming workload runs against: the mock upstream directly, plain
 //! Envoy, Envoy + a near-empty Wasm filter (the floor of any Wasm body filter),
-//! Envoy + streamtap (exporting to the collector, content capture on), Envoy +
+//! Envoy + streamtap (exporting to the collector, content capture on), the
+//! same with `stream_health` off (the price of that accounting), Envoy +
 //! the native `sse_to_metadata` filter, and Envoy + a response-buffering Lua
 //! filter (the negative control). Envoy runs one worker (`--concurrency 1`);
 //! the variants alternate, round after round, so machine noise shows as spread.

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use serde_json::{json, Map, Value};
 
-use crate::analysis::{summary_json, Analysis, Ratios, Spread, Target};
+use crate::analysis::{
+    summary_json, Analysis, HealthPrice, PricedDifference, Ratios, Spread, Target,
+};
 use crate::measurement::figures::{Pick, RoundFigures};
 use crate::measurement::machine::Machine;
 use crate::measurement::memory::MemoryReport;
@@ -107,7 +109,7 @@ pub fn print_round_line(variant: Variant, round: usize, f: &RoundFigures, took: 
     };
     let (s, p, m) = (&f.sat, &f.paced, &f.moderate);
     println!(
-        "  r{round} {:<24} sat {:>7} ev/s {:>5} µs/ev worker {:>3}% bench {:>3}% other {:>3}% ev/chunk {:>4} ev/read {:>4} | \
+        "  r{round} {:<28} sat {:>7} ev/s {:>5} µs/ev worker {:>3}% bench {:>3}% other {:>3}% ev/chunk {:>4} ev/read {:>4} | \
          paced {:>5} µs/ev worker {:>3}% other {:>3}% ev/chunk {:>4} | delay p50/p99 {:>6}/{:>6} µs ttft {:>6} ms ({:.1} s)",
         variant.label(),
         show(s.events_per_s, 1.0, 0),
@@ -180,7 +182,7 @@ fn print_variants(a: &Analysis) {
     for &v in present {
         let pct = |pick: Pick| fmt_num(a.median(v, pick), 100.0, 0) + "%";
         println!(
-            "  {:<24} worker {:>4}  bench {:>4} (loadgen {:>4}, mock {:>4})  other {:>4}  events/chunk {:>5}  paced: worker {:>4}",
+            "  {:<28} worker {:>4}  bench {:>4} (loadgen {:>4}, mock {:>4})  other {:>4}  events/chunk {:>5}  paced: worker {:>4}",
             v.label(),
             pct(|f| f.sat.cpu.envoy_worker_busy),
             pct(|f| f.sat.cpu.bench_cores),
@@ -237,6 +239,18 @@ fn print_headlines(r: &Results) {
             2
         ),
     );
+    print_price(
+        "stream_health accounting",
+        Variant::Streamtap,
+        Variant::StreamtapNoHealth,
+        &ratios.stream_health_price,
+    );
+    print_price(
+        "the timeline (capture.timeline)",
+        Variant::StreamtapTimeline,
+        Variant::Streamtap,
+        &ratios.timeline_price,
+    );
     let m = r.memory.as_ref();
     let b = |x: Option<f64>| x.unwrap_or(f64::NAN);
     println!(
@@ -246,6 +260,50 @@ fn print_headlines(r: &Results) {
         b(m.and_then(|m| m.plain_envoy.short_per_stream_bytes)),
         r.wasm_bytes,
     );
+}
+
+/// A feature's price: `with` − `without`, and whether it is noise.
+fn print_price(feature: &str, with: Variant, without: Variant, price: &HealthPrice) {
+    println!(
+        "  the price of {feature} ({} − {}, Envoy CPU µs/event, per-round pairs):",
+        with.label(),
+        without.label()
+    );
+    for (label, p) in [
+        ("paced (≈1 event/chunk)", &price.paced_cpu_us_per_event),
+        ("saturation", &price.sat_cpu_us_per_event),
+    ] {
+        println!("    {label:<23} {}", price_line(p, with, without));
+    }
+}
+
+fn price_line(p: &PricedDifference, with: Variant, without: Variant) -> String {
+    let Some(d) = p.difference.as_ref() else {
+        return format!(
+            "– (needs both {} and {} in the rounds)",
+            with.key(),
+            without.key()
+        );
+    };
+    let range = |x: Option<f64>| x.map_or("–".to_string(), |x| format!("{x:.2}"));
+    let verdict = if p.within_noise == Some(true) {
+        "within the rounds' spread (noise)"
+    } else {
+        "above the rounds' spread"
+    };
+    format!(
+        "{:+.2} ({:+.2}–{:+.2}) µs/event, {} of {}'s; {verdict}: the rounds span {} µs ({}), {} µs ({})",
+        d.median,
+        d.min,
+        d.max,
+        p.share_of_a
+            .map_or("–".to_string(), |s| format!("{:+.1}%", s * 100.0)),
+        with.key(),
+        range(p.a_rounds_range),
+        with.key(),
+        range(p.b_rounds_range),
+        without.key(),
+    )
 }
 
 fn print_targets(targets: &[Target]) {

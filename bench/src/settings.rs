@@ -46,6 +46,9 @@ pub const IDLE_LONG_EVENTS: usize = 500;
 /// Content cap of the "capped" streamtap memory runs: below the content of
 /// both the short and the long response.
 pub const IDLE_CAPPED_CONTENT_BYTES: usize = 128;
+/// The capped run also records the timeline, bounded below the short
+/// responses' deltas: its memory must not grow with the response either.
+pub const IDLE_TIMELINE_ENTRIES: usize = 16;
 /// The slow call of the timeline panel.
 pub const TIMELINE_TOKENS: usize = 30;
 pub const TIMELINE_INTERVAL_MS: u64 = 50;
@@ -89,7 +92,7 @@ impl Settings {
         if !(0.5..=60.0).contains(&seconds) {
             return Err("BENCH_SATURATION_SECONDS must be within 0.5..=60".to_string());
         }
-        Ok(Settings {
+        let settings = Settings {
             rounds: var("BENCH_ROUNDS", ROUNDS)?.clamp(1, 20),
             saturation: Duration::from_secs_f64(seconds),
             saturation_connections: var("BENCH_SATURATION_CONNECTIONS", SATURATION_CONNECTIONS)?
@@ -105,7 +108,13 @@ impl Settings {
             },
             memory: var("BENCH_MEMORY", 1u8)? != 0,
             streamtap_config: var("BENCH_STREAMTAP_CONFIG", DEFAULT_PLUGIN_CONFIG.to_string())?,
-        })
+        };
+        // The variants' plugin configs, checked before any round runs.
+        for v in &settings.variants {
+            v.plugin_config(&settings.streamtap_config)
+                .map_err(|e| format!("BENCH_STREAMTAP_CONFIG for {}: {e}", v.key()))?;
+        }
+        Ok(settings)
     }
 }
 

@@ -8,6 +8,7 @@ use crate::loadgen::{self, CallShape, LoadReport, Stop, Workload};
 use serde_json::{json, Value};
 
 use crate::settings::*;
+use crate::variants::Variant;
 
 /// Moderate load (latency): 20 streams, an event every 10 ms each, staggered.
 pub fn moderate(target: SocketAddr) -> Workload {
@@ -121,5 +122,12 @@ pub fn describe(settings: &Settings) -> Value {
         },
         "timeline": {"tokens": TIMELINE_TOKENS, "interval_ms": TIMELINE_INTERVAL_MS},
         "streamtap_plugin_config": settings.streamtap_config,
+        "streamtap_no_health_plugin_config": Variant::StreamtapNoHealth
+            .plugin_config(&settings.streamtap_config)
+            .ok(),
+        "streamtap_timeline_plugin_config": Variant::StreamtapTimeline
+            .plugin_config(&settings.streamtap_config)
+            .ok(),
+        "idle_capped_timeline_entries": IDLE_TIMELINE_ENTRIES,
     })
 }

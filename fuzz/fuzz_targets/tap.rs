@@ -58,6 +58,7 @@ fn summarize(path: &str, sel: u8, pieces: &[&[u8]]) -> serde_json::Value {
             max_content_bytes: 1024,
             max_decoded_bytes: streamtap::config::DEFAULT_MAX_DECODED_BYTES,
             health: streamtap::call::health::Thresholds::default(),
+            timeline_entries: Some(16),
         },
         start_us: 1_000_000,
         ..Exchange::stream(path)

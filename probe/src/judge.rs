@@ -83,6 +83,7 @@ fn settings() -> TapSettings {
         max_content_bytes: 0,
         max_decoded_bytes: streamtap::config::DEFAULT_MAX_DECODED_BYTES,
         health: Default::default(),
+        timeline_entries: None,
     }
 }
 

@@ -8,6 +8,7 @@ pub mod identity;
 pub mod live;
 pub mod record;
 pub mod tap;
+pub mod timeline;
 
 #[cfg(test)]
 mod fixture_tests;

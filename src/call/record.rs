@@ -6,6 +6,7 @@
 use crate::call::estimate::TokenEstimator;
 use crate::call::health::{HealthReport, Phase, StreamHealth, Thresholds};
 use crate::call::histogram::LogHistogram;
+use crate::call::timeline::Timeline;
 use serde::Serialize;
 
 /// The version of the summary's shape, in every summary (`schema_version`).
@@ -162,6 +163,8 @@ pub struct CallRecord {
     /// Event streams only: how the deltas arrived, judged as they pass.
     health: Option<StreamHealth>,
     health_report: Option<HealthReport>,
+    /// `capture.timeline`: every delta's arrival, bounded.
+    timeline: Option<Timeline>,
     content: CappedText,
     reasoning: CappedText,
     tool_calls: Vec<ToolCall>,
@@ -205,6 +208,7 @@ impl CallRecord {
             gaps: LogHistogram::default(),
             health: None,
             health_report: None,
+            timeline: None,
             content: CappedText::default(),
             reasoning: CappedText::default(),
             tool_calls: Vec::new(),
@@ -230,6 +234,11 @@ impl CallRecord {
         let mut health = StreamHealth::new(limits, phased, self.start_us);
         health.response_started(now_us);
         self.health = Some(health);
+    }
+
+    /// `capture.timeline` on an event stream: record each delta's arrival.
+    pub fn start_timeline(&mut self, max_entries: usize, pause_us: u64) {
+        self.timeline = Some(Timeline::new(self.start_us, max_entries, pause_us));
     }
 
     pub fn health_mut(&mut self) -> Option<&mut StreamHealth> {
@@ -258,7 +267,7 @@ impl CallRecord {
     /// Something the model produced: answer text, reasoning or a tool call.
     /// Counts for time to first token, the gaps between tokens and the
     /// stream's health.
-    pub fn note_token_activity(&mut self, now_us: u64, phase: Phase) {
+    pub fn note_token_activity(&mut self, now_us: u64, phase: Phase, bytes: usize) {
         if let Some(last) = self.last_token_us {
             self.gaps.record(now_us.saturating_sub(last));
         }
@@ -270,13 +279,17 @@ impl CallRecord {
         if let Some(health) = self.health.as_mut() {
             health.on_delta(phase);
         }
+        if let Some(timeline) = self.timeline.as_mut() {
+            // The chunk being read is the latest one counted.
+            timeline.record(now_us, self.chunks.saturating_sub(1), bytes, phase);
+        }
     }
 
     pub fn push_content(&mut self, text: &str, now_us: u64) {
         if text.is_empty() {
             return;
         }
-        self.note_token_activity(now_us, Phase::Content);
+        self.note_token_activity(now_us, Phase::Content, text.len());
         self.output_estimate.feed(text);
         if self.capture_content {
             self.content.push(text, self.max_content_bytes);
@@ -288,7 +301,7 @@ impl CallRecord {
         if text.is_empty() {
             return;
         }
-        self.note_token_activity(now_us, Phase::Reasoning);
+        self.note_token_activity(now_us, Phase::Reasoning, text.len());
         self.output_estimate.feed(text);
         if self.capture_content {
             self.reasoning.push(text, self.max_content_bytes);
@@ -297,7 +310,7 @@ impl CallRecord {
 
     /// A tool call starts or its id/name arrive. Counts as model output.
     pub fn tool_call_begin(&mut self, key: u64, id: Option<&str>, name: Option<&str>, now_us: u64) {
-        self.note_token_activity(now_us, Phase::ToolArguments);
+        self.note_token_activity(now_us, Phase::ToolArguments, name.map_or(0, str::len));
         if let Some(name) = name {
             self.output_estimate.feed(name);
         }
@@ -321,7 +334,7 @@ impl CallRecord {
         if piece.is_empty() {
             return;
         }
-        self.note_token_activity(now_us, Phase::ToolArguments);
+        self.note_token_activity(now_us, Phase::ToolArguments, piece.len());
         self.output_estimate.feed(piece);
         let cap = self.max_content_bytes;
         if let Some(call) = self.tool_call_mut(key) {
@@ -496,6 +509,7 @@ impl CallRecord {
             error: self.error_message.as_deref(),
             parse_errors: self.parse_errors,
             stream_health: self.health_report,
+            timeline: self.timeline.as_ref(),
             request_content: self.request.content.as_deref(),
             request_headers: &self.request.headers,
         }
@@ -569,6 +583,8 @@ pub struct Summary<'a> {
     pub parse_errors: u64,
     /// Null for a response that is not an event stream.
     pub stream_health: Option<HealthReport>,
+    /// `capture.timeline`: null when off or not an event stream.
+    pub timeline: Option<&'a Timeline>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub request_content: Option<&'a str>,
     #[serde(

@@ -32,6 +32,8 @@ pub struct TapSettings {
     pub max_decoded_bytes: usize,
     /// How an event stream's arrival is judged (`stream_health`).
     pub health: Thresholds,
+    /// `capture.timeline`: at most this many timeline entries; None: off.
+    pub timeline_entries: Option<usize>,
 }
 
 #[derive(Debug)]
@@ -254,6 +256,10 @@ impl CallTap {
             }
             _ => true,
         };
+        if let (true, Some(entries)) = (self.record.stream, self.settings.timeline_entries) {
+            let pause_us = self.settings.health.pause_ms.saturating_mul(1000);
+            self.record.start_timeline(entries, pause_us);
+        }
         if self.record.stream && self.settings.health.enabled {
             let phased = self.api != Api::Unknown;
             self.record
@@ -490,6 +496,7 @@ pub(crate) mod tests {
             max_content_bytes: 1024,
             max_decoded_bytes: crate::config::DEFAULT_MAX_DECODED_BYTES,
             health: crate::call::health::Thresholds::default(),
+            timeline_entries: None,
         }
     }
 
@@ -1058,5 +1065,33 @@ pub(crate) mod tests {
         let s = summary(&tap.finish_at_end_of_stream(2).unwrap());
         assert_eq!(s["stream_health"], Value::Null);
         assert_eq!(s["outcome"], "truncated", "the end marker is still told");
+    }
+
+    #[test]
+    fn the_timeline_marks_reasoning_and_tool_arguments_apart() {
+        let mut tap = crate::replay::Exchange {
+            settings: TapSettings {
+                timeline_entries: Some(64),
+                ..settings()
+            },
+            start_us: 0,
+            ..crate::replay::Exchange::stream("/v1/chat/completions")
+        }
+        .tap();
+        let chunks: [(u64, &str); 3] = [
+            (100_000, "data: {\"choices\":[{\"delta\":{\"reasoning_content\":\"hmm\"}}]}\n\n"),
+            (150_000, "data: {\"choices\":[{\"delta\":{\"content\":\"Hi\"}}]}\n\ndata: {\"choices\":[{\"delta\":{\"content\":\" there\"}}]}\n\n"),
+            (200_000, "data: {\"choices\":[{\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\"{}\"}}]}}]}\n\ndata: [DONE]\n\n"),
+        ];
+        for (at, c) in chunks {
+            tap.on_response_body(c.as_bytes(), at);
+        }
+        let s = summary(&tap.finish_at_end_of_stream(250_000).unwrap());
+        let t = &s["timeline"];
+        assert_eq!(t["kind"], "rcct", "{t}");
+        assert_eq!(t["t"], serde_json::json!([100_000, 50_000, 0, 50_000]));
+        assert_eq!(t["chunk"], serde_json::json!([0, 1, 0, 1]));
+        assert_eq!(t["bytes"], serde_json::json!([3, 2, 6, 2]));
+        assert_eq!(t["deltas"], 4);
     }
 }

@@ -252,3 +252,25 @@ fn stream_health_thresholds_have_defaults_and_ranges() {
         assert_eq!(e.field, field, "{bad}: {e}");
     }
 }
+
+#[test]
+fn the_timeline_is_off_by_default_and_its_bound_has_a_range() {
+    let c = Config::parse(b"{}").unwrap().capture;
+    assert!(!c.timeline);
+    assert_eq!(c.timeline_max_entries, 512);
+    let c = Config::parse(br#"{"capture":{"timeline":true,"timeline_max_entries":16}}"#)
+        .unwrap()
+        .capture;
+    assert!(c.timeline);
+    assert_eq!(c.timeline_max_entries, 16);
+    for bad in [
+        r#"{"capture":{"timeline_max_entries":15}}"#,
+        r#"{"capture":{"timeline_max_entries":16385}}"#,
+        r#"{"capture":{"timeline_max_entries":"many"}}"#,
+    ] {
+        let e = Config::parse(bad.as_bytes()).unwrap_err();
+        assert_eq!(e.field, "capture.timeline_max_entries", "{bad}: {e}");
+    }
+    let e = Config::parse(br#"{"capture":{"timeline":1}}"#).unwrap_err();
+    assert_eq!(e.field, "capture.timeline");
+}

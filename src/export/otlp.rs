@@ -209,6 +209,11 @@ pub fn log_record(s: &Summary<'_>, observed_unix_us: u64) -> String {
         a.boolean("streamtap.stream_health.end_marker", h.end_marker);
         a.int("streamtap.stream_health.keepalives", Some(h.keepalives));
     }
+    if let Some(timeline) = s.timeline {
+        // The summary's `timeline` object, as JSON text in one string attribute.
+        let text = serde_json::to_string(timeline).unwrap_or_default();
+        a.string("streamtap.timeline", Some(&text));
+    }
     a.string("error.message", s.error);
     let mut out = a.json;
     out.push_str("]}");

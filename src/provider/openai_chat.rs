@@ -150,7 +150,7 @@ fn apply_message(choice: u64, message: &Message<'_>, record: &mut CallRecord, no
         if choice == 0 {
             record.push_content(piece, now_us);
         } else if !piece.is_empty() {
-            record.note_token_activity(now_us, Phase::Content);
+            record.note_token_activity(now_us, Phase::Content, piece.len());
         }
     }
     for (position, call) in message.tool_calls.iter().enumerate() {

@@ -34,9 +34,14 @@ pub struct DownstreamStack {
 impl DownstreamStack {
     /// client → streamtap's Envoy → scripted upstream.
     pub fn direct() -> DownstreamStack {
+        Self::direct_with(FAST_EXPORT)
+    }
+
+    /// As [`DownstreamStack::direct`], streamtap configured with `plugin_config`.
+    pub fn direct_with(plugin_config: &str) -> DownstreamStack {
         DownstreamStack {
             nginx: None,
-            stack: FaultStack::start(FAST_EXPORT),
+            stack: FaultStack::start(plugin_config),
             buffering: None,
         }
     }

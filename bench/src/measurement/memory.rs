@@ -76,7 +76,7 @@ pub fn memory_runs(
     upstream: &MockUpstream,
 ) -> Result<MemoryReport, String> {
     let capped = format!(
-        r#"{{"collector":{{"cluster":"streamtap_collector","flush_interval_ms":100}},"capture":{{"max_content_bytes":{IDLE_CAPPED_CONTENT_BYTES}}}}}"#
+        r#"{{"collector":{{"cluster":"streamtap_collector","flush_interval_ms":100}},"capture":{{"max_content_bytes":{IDLE_CAPPED_CONTENT_BYTES},"timeline":true,"timeline_max_entries":{IDLE_TIMELINE_ENTRIES}}}}}"#
     );
     let run = |key: &str, filter: FilterVariant, config: &str| -> Result<IdleMemory, String> {
         let m = idle_memory(rt, upstream, filter, config)?;
@@ -135,7 +135,7 @@ pub fn memory_runs(
     };
     let b = |v: Option<f64>| v.unwrap_or(f64::NAN);
     println!(
-        "  10x longer response: plain Envoy {:+.0} bytes/stream; beyond that: near-empty wasm {:+.0}, streamtap {:+.0} bytes/stream with the default content cap (content {:+.0} bytes), {:+.0} bytes/stream with content capped at {IDLE_CAPPED_CONTENT_BYTES} bytes\n",
+        "  10x longer response: plain Envoy {:+.0} bytes/stream; beyond that: near-empty wasm {:+.0}, streamtap {:+.0} bytes/stream with the default content cap (content {:+.0} bytes), {:+.0} bytes/stream with content capped at {IDLE_CAPPED_CONTENT_BYTES} bytes and the timeline on ({IDLE_TIMELINE_ENTRIES} entries)\n",
         b(report.plain_envoy_growth_per_stream_bytes),
         b(report.empty_wasm_growth_beyond_plain_per_stream_bytes),
         b(report.default_growth_beyond_plain_per_stream_bytes),

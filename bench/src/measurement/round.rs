@@ -97,7 +97,7 @@ pub fn run_variant(bench: &Bench, variant: Variant, round: usize) -> Result<Roun
         Some(filter) => Some(Envoy::start(
             &EnvoyOptions::new(upstream.addr, collector.addr)
                 .with_filter(filter)
-                .with_plugin_config(&settings.streamtap_config),
+                .with_plugin_config(&variant.plugin_config(&settings.streamtap_config)?),
         )?),
     };
     let rig = Rig {
@@ -223,7 +223,7 @@ fn saturation(rig: &Rig, settings: &Settings, variant: Variant) -> Result<RoundF
                     .map(|a| a.saturating_sub(*before.get(k).unwrap_or(&0)) as f64)
             };
             figures.sat.envoy_downstream_rq = delta("http.ingress_http.downstream_rq_completed");
-            if variant == Variant::Streamtap {
+            if variant.is_streamtap() {
                 let stat = |s: &str| delta(&format!("wasmcustom.streamtap.{s}"));
                 figures.sat.streamtap = StreamtapStats {
                     stream_events: stat("stream_events"),
