@@ -619,12 +619,17 @@ pub fn timeline_svg(decoded: &Decoded) -> String {
             continue;
         };
         let bx = x(first.t_ms) + 8.0;
+        // The label right of the bar, or left of the wall near the right edge.
+        let (lx, anchor) = if bx + 70.0 < right {
+            (bx + 4.0, "start")
+        } else {
+            (x(first.t_ms) - 8.0, "end")
+        };
         let _ = writeln!(
             out,
-            "<line class=\"burst\" x1=\"{bx:.1}\" y1=\"{:.1}\" x2=\"{bx:.1}\" y2=\"{:.1}\" data-chunk=\"{chunk}\" data-deltas=\"{deltas}\"><title>{deltas} deltas in one body chunk</title></line><text class=\"burst-label\" x=\"{:.1}\" y=\"{:.1}\">burst ×{deltas}</text>",
+            "<line class=\"burst\" x1=\"{bx:.1}\" y1=\"{:.1}\" x2=\"{bx:.1}\" y2=\"{:.1}\" data-chunk=\"{chunk}\" data-deltas=\"{deltas}\"><title>{deltas} deltas in one body chunk</title></line><text class=\"burst-label\" x=\"{lx:.1}\" y=\"{:.1}\" text-anchor=\"{anchor}\">burst ×{deltas}</text>",
             y(first.index as f64),
             y(last.index as f64),
-            (bx + 4.0).min(right - 60.0),
             (y(last.index as f64) + y(first.index as f64)) / 2.0
         );
     }
