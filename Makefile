@@ -201,9 +201,10 @@ compose-test: build images ## docker compose stack: stream a call live through i
 
 # The demo runs streamtap-probe (built beside it) on each call: the probe depends on
 # the testbed, so it cannot be a library of the demo.
-demo: build venv ## Run the demo: a smooth and a buffered call through Envoy + streamtap, judged by streamtap-probe
+# KEEP=1 leaves the collector's pages (the viewer) up after the recap, until Ctrl-C.
+demo: build venv ## Run the demo: a smooth and a buffered call through Envoy + streamtap, judged by streamtap-probe; KEEP=1 keeps the viewer up
 	$(CARGO) build --release -q -p streamtap-probe
-	$(CARGO) run --release -q -p streamtap-testbed --bin demo
+	KEEP='$(KEEP)' $(CARGO) run --release -q -p streamtap-testbed --bin demo
 
 # `make probe URL=...`: streamtap-probe (probe/) streams one chat completion through
 # URL and judges its arrival with the filter's own core; with COLLECTOR it sets that

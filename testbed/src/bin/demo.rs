@@ -19,6 +19,11 @@
 //! shown. The probe depends on this crate, so it runs as a subprocess. Any
 //! verdict other than the path's expected one fails the demo: it doubles as
 //! a smoke test.
+//!
+//! Every streamtap records the timeline (`capture.timeline`), so the
+//! collector's pages (`http://<collector>/`, printed first) draw each call.
+//! With `KEEP=1` in the environment (`make demo KEEP=1`) the demo leaves the
+//! collector and its pages up after the recap, until Ctrl-C.
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -40,7 +45,9 @@ const PROMPT: &str = "Say hello, slowly";
 const CHAT_REQUEST: &str = r#"{"model":"gpt-4o-mini","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"Say hello, slowly"}]}"#;
 /// What the OpenAI SDKs offer (and the probe sends): nginx gzips only when asked.
 const ACCEPT_ENCODING: &str = "gzip, deflate";
-const FIX_CONFIG: &str = r#"{"collector":{"cluster":"streamtap_collector","flush_interval_ms":100},"disable_downstream_buffering":true}"#;
+/// streamtap's config in the demo: export every 100 ms, record the timeline.
+const DEMO_CONFIG: &str = r#"{"collector":{"cluster":"streamtap_collector","flush_interval_ms":100},"capture":{"timeline":true}}"#;
+const FIX_CONFIG: &str = r#"{"collector":{"cluster":"streamtap_collector","flush_interval_ms":100},"capture":{"timeline":true},"disable_downstream_buffering":true}"#;
 /// Generous: a token that waits this long somewhere would be plainly visible.
 const LIVE_BOUND: Duration = Duration::from_millis(50);
 const WAIT: Duration = Duration::from_secs(10);
@@ -122,12 +129,24 @@ fn run() -> Result<(), String> {
     let upstream =
         MockUpstream::start().map_err(|e| format!("cannot start the mock upstream: {e}"))?;
     let collector = Collector::start().map_err(|e| format!("cannot start the collector: {e}"))?;
-    let mut envoy = Envoy::start(&EnvoyOptions::new(upstream.addr, collector.addr))?;
+    let keep = std::env::var("KEEP").is_ok_and(|v| v == "1");
+    let tapped_opts =
+        |to: SocketAddr| EnvoyOptions::new(to, collector.addr).with_plugin_config(DEMO_CONFIG);
+    let mut envoy = Envoy::start(&tapped_opts(upstream.addr))?;
     println!(
         "mock LLM upstream  {} ({TOKENS} tokens, {INTERVAL_MS} ms apart)",
         upstream.addr
     );
     println!("collector          {}", collector.addr);
+    println!(
+        "viewer             http://{}/ (the calls and their timelines{})",
+        collector.addr,
+        if keep {
+            "; up until Ctrl-C"
+        } else {
+            "; make demo KEEP=1 keeps it up"
+        }
+    );
     println!(
         "Envoy + streamtap  {} (admin {})",
         envoy.listener, envoy.admin
@@ -183,7 +202,7 @@ fn run() -> Result<(), String> {
         let lua_opts = EnvoyOptions::new(upstream.addr, unused_address()?)
             .with_filter(FilterVariant::BufferingLua);
         let lua = Envoy::start(&lua_opts).map_err(|e| format!("buffering Envoy: {e}"))?;
-        let tapped = Envoy::start(&EnvoyOptions::new(lua.listener, collector.addr))?;
+        let tapped = Envoy::start(&tapped_opts(lua.listener))?;
         stream(tapped.listener, "demo-2")?;
         recap.push(judged(&UPSTREAM, &probe, tapped.listener, collector.addr)?);
     }
@@ -219,7 +238,7 @@ fn run() -> Result<(), String> {
     }
 
     envoy.stop();
-    drop((upstream, collector));
+    drop(upstream);
     println!("\nrecap");
     let width = recap
         .iter()
@@ -229,6 +248,13 @@ fn run() -> Result<(), String> {
         + 1;
     for (label, found) in &recap {
         println!("  {:<width$}  {found}", format!("{label}:"));
+    }
+    if keep {
+        // Every Envoy has stopped; the collector serves the pages until Ctrl-C.
+        println!("\nviewer: http://{}/ is up; Ctrl-C to stop", collector.addr);
+        loop {
+            std::thread::park();
+        }
     }
     Ok(())
 }
