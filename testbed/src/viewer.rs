@@ -75,7 +75,7 @@ a{color:#0550ae}
 .filters a.on{font-weight:bold;text-decoration:none;color:#222}
 .status-healthy{color:#1a7f37}.status-degraded{color:#cf222e}.status-idle{color:#666}
 .v-smooth{color:#1a7f37}.v-bursty{color:#9a6700}.v-buffered{color:#cf222e}.v-stalled{color:#cf222e}.v-too_short{color:#666}
-.call{display:flex;flex-wrap:wrap;gap:1.5em;align-items:flex-start}
+.call-body{display:flex;flex-wrap:wrap;gap:1.5em;align-items:flex-start}
 .answer{flex:1 1 320px;max-width:60em}
 .text{white-space:pre-wrap;background:#f6f8fa;border:1px solid #ddd;padding:.6em;font-family:monospace;font-size:.9em;max-height:40em;overflow:auto}
 svg{background:#fff;border:1px solid #ddd}
@@ -275,7 +275,7 @@ pub fn call_page(summary: &Value) -> String {
         escape(&id)
     );
     body.push_str(&summary_table(summary));
-    body.push_str("<div class=\"call\">\n<div class=\"plot\"><h2>Timeline</h2>\n");
+    body.push_str("<div class=\"call-body\">\n<div class=\"plot\"><h2>Timeline</h2>\n");
     body.push_str(&timeline_block(&summary["timeline"]));
     body.push_str("</div>\n<div class=\"answer\">\n");
     for (title, key) in [("Answer", "content"), ("Reasoning", "reasoning")] {
@@ -833,6 +833,8 @@ mod tests {
         assert!(html.contains("9 / 12"));
         assert!(html.contains("<a href=\"/?verdict=buffered\" class=\"on\">buffered</a>"));
         assert!(html.contains("<a href=\"/calls/req-a\">req-a</a>"));
+        // The rows' class styles nothing (a `.call{display:flex}` once broke the table).
+        assert!(!STYLE.contains(".call{") && !STYLE.contains(".call "));
         // Bounded.
         let many: Vec<Value> = (0..MAX_ROWS + 50)
             .map(|i| summary(&format!("r{i}"), Value::Null))
