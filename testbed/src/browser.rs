@@ -175,14 +175,14 @@ mod tests {
     use serde_json::json;
 
     /// The collector's pages in a real browser, from hand-written summaries
-    /// (tests/call_viewer.rs does it with a real Envoy's). Skipped without
-    /// Chromium (`make test` installs it).
+    /// (tests/call_viewer.rs does it with a real Envoy's). Needs Chromium
+    /// (`make test` installs it): never skipped.
     #[test]
     fn chromium_renders_the_pages_escaped() {
-        if chromium_bin().is_none() {
-            eprintln!("skipped: no chromium (make chromium)");
-            return;
-        }
+        assert!(
+            chromium_bin().is_some(),
+            "no chromium: `make chromium` installs Debian's package"
+        );
         let collector = Collector::start().unwrap();
         let summary = json!({
             "id": "req-<b>1</b>", "model": "<script>alert(1)</script>", "outcome": "completed",
