@@ -4,6 +4,7 @@
 //! types and out-of-range values are refused with an error naming the field, so
 //! Envoy refuses the config instead of running with a guess.
 
+use crate::call::cost::{Price, Pricing};
 use crate::call::health::Thresholds;
 use crate::wire::json::Json;
 use crate::ParseError;
@@ -48,6 +49,9 @@ pub struct Config {
     /// set it, so nginx (and proxies that honour it) in front of Envoy pass
     /// them on live, even with gzip. Default false.
     pub disable_downstream_buffering: bool,
+    /// USD per million tokens by model (exact, or a prefix ending in `*`):
+    /// summaries then carry `cost_usd`. Default none.
+    pub pricing: Pricing,
 }
 
 /// The levels of Envoy's log, as the config spells them.
@@ -214,6 +218,7 @@ impl Default for Config {
             log_level: LogLevel::default(),
             stream_health: Thresholds::default(),
             disable_downstream_buffering: false,
+            pricing: Pricing::default(),
         }
     }
 }
@@ -280,6 +285,7 @@ impl Config {
                 }
                 b"capture" => reader.capture(j, &mut config.capture),
                 b"stream_health" => reader.stream_health(j, &mut config.stream_health),
+                b"pricing" => reader.pricing(j, &mut config.pricing),
                 b"disable_downstream_buffering" => {
                     config.disable_downstream_buffering =
                         reader.boolean(j, "disable_downstream_buffering")?;
@@ -572,6 +578,65 @@ impl Reader {
             }
         }
         Ok(c)
+    }
+
+    /// `{"model or prefix*": {"input": .., "output": .., "cache_read": ..,
+    /// "cache_write": .., "reasoning_output": ..}}`, USD per million tokens;
+    /// `input` and `output` required, every price finite and not negative.
+    fn pricing(&mut self, j: &mut Json<'_>, pricing: &mut Pricing) -> Result<(), ParseError> {
+        if !j.peek_object() {
+            return self.fail("pricing", "expected an object of model prices");
+        }
+        j.object(|model, j| {
+            let model = String::from_utf8_lossy(model).into_owned();
+            let field = format!("pricing.{model}");
+            if model.is_empty() || model == "*" {
+                return self.fail(&field, "expected a model name or a prefix ending in *");
+            }
+            if !j.peek_object() {
+                return self.fail(&field, "expected an object of prices");
+            }
+            let mut prices: [Option<f64>; 5] = [None; 5];
+            const NAMES: [&str; 5] = [
+                "input",
+                "output",
+                "cache_read",
+                "cache_write",
+                "reasoning_output",
+            ];
+            j.object(|key, j| {
+                let Some(slot) = NAMES.iter().position(|n| n.as_bytes() == key) else {
+                    return self.unknown(&format!("{field}."), key);
+                };
+                let name = format!("{field}.{}", NAMES.get(slot).copied().unwrap_or_default());
+                let value = self.number(j, &name)?;
+                if !(value.is_finite() && value >= 0.0) {
+                    return self.fail(
+                        &name,
+                        "expected a price in USD per million tokens, not negative",
+                    );
+                }
+                if let Some(p) = prices.get_mut(slot) {
+                    *p = Some(value);
+                }
+                Ok(())
+            })?;
+            let [input, output, cache_read, cache_write, reasoning_output] = prices;
+            let (Some(input), Some(output)) = (input, output) else {
+                return self.fail(&field, "input and output prices are required");
+            };
+            pricing.insert(
+                &model,
+                Price {
+                    input,
+                    output,
+                    cache_read,
+                    cache_write,
+                    reasoning_output,
+                },
+            );
+            Ok(())
+        })
     }
 
     fn stream_health(&mut self, j: &mut Json<'_>, t: &mut Thresholds) -> Result<(), ParseError> {

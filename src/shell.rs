@@ -190,6 +190,8 @@ struct Settings {
     metrics: Metrics,
     /// `capture.redact_fields`, shared with every call without copying.
     redact_fields: Rc<[String]>,
+    /// `pricing`, shared likewise; None when the config has none.
+    pricing: Option<Rc<crate::call::cost::Pricing>>,
     /// None without a collector.
     queue: Option<SharedQueue>,
     /// The sampled event streams in flight, for the tick's stall watch.
@@ -392,10 +394,12 @@ impl RootContext for StreamtapRoot {
             host_call_failed(HostCall::SetTickPeriod, status);
         }
         let redact_fields = Rc::from(config.capture.redact_fields.clone());
+        let pricing = (!config.pricing.is_empty()).then(|| Rc::new(config.pricing.clone()));
         self.settings = Some(Rc::new(Settings {
             config,
             metrics,
             redact_fields,
+            pricing,
             queue,
             live: LiveStreams::default(),
         }));
@@ -591,6 +595,9 @@ impl HttpContext for StreamtapHttp {
         }
         if capture.request_content {
             call.set_redact_fields(plugin.redact_fields.clone());
+        }
+        if let Some(pricing) = &plugin.pricing {
+            call.set_pricing(Rc::clone(pricing));
         }
         self.tap = Some(call);
         Action::Continue

@@ -3,6 +3,7 @@
 //!
 //! Times are microseconds since the Unix epoch, passed in by the caller.
 
+use crate::call::cost::{cost_micro_usd, Price};
 use crate::call::estimate::TokenEstimator;
 use crate::call::health::{HealthReport, Phase, StreamHealth, Thresholds};
 use crate::call::histogram::LogHistogram;
@@ -49,6 +50,8 @@ pub enum UsageCount {
     Input,
     Output,
     CacheRead,
+    /// Anthropic's `cache_creation_input_tokens`.
+    CacheWrite,
     ReasoningOutput,
 }
 
@@ -57,6 +60,7 @@ pub struct Usage {
     pub input_tokens: Option<u64>,
     pub output_tokens: Option<u64>,
     pub cache_read_input_tokens: Option<u64>,
+    pub cache_write_input_tokens: Option<u64>,
     pub reasoning_output_tokens: Option<u64>,
 }
 
@@ -165,6 +169,9 @@ pub struct CallRecord {
     health_report: Option<HealthReport>,
     /// `capture.timeline`: every delta's arrival, bounded.
     timeline: Option<Timeline>,
+    /// The model's price (`pricing`) and whether the format's input count
+    /// includes its cached part; set when the call ends.
+    price: Option<(Price, bool)>,
     content: CappedText,
     reasoning: CappedText,
     tool_calls: Vec<ToolCall>,
@@ -209,6 +216,7 @@ impl CallRecord {
             health: None,
             health_report: None,
             timeline: None,
+            price: None,
             content: CappedText::default(),
             reasoning: CappedText::default(),
             tool_calls: Vec::new(),
@@ -234,6 +242,11 @@ impl CallRecord {
         let mut health = StreamHealth::new(limits, phased, self.start_us);
         health.response_started(now_us);
         self.health = Some(health);
+    }
+
+    /// The price of the call's model, for `cost_usd`.
+    pub fn set_price(&mut self, price: Price, input_includes_cached: bool) {
+        self.price = Some((price, input_includes_cached));
     }
 
     /// `capture.timeline` on an event stream: record each delta's arrival.
@@ -377,6 +390,7 @@ impl CallRecord {
             UsageCount::Input => &mut self.usage.input_tokens,
             UsageCount::Output => &mut self.usage.output_tokens,
             UsageCount::CacheRead => &mut self.usage.cache_read_input_tokens,
+            UsageCount::CacheWrite => &mut self.usage.cache_write_input_tokens,
             UsageCount::ReasoningOutput => &mut self.usage.reasoning_output_tokens,
         };
         *slot = Some(n);
@@ -455,6 +469,17 @@ impl CallRecord {
         } else {
             (None, None, UsageSource::None)
         };
+        let cost_micro_usd = self.price.and_then(|(price, includes_cached)| {
+            let usage = match usage_source {
+                UsageSource::Reported => self.usage,
+                _ => Usage {
+                    input_tokens,
+                    output_tokens,
+                    ..Usage::default()
+                },
+            };
+            cost_micro_usd(&price, &usage, includes_cached)
+        });
         Summary {
             schema_version: SCHEMA_VERSION,
             id: self.request.id.as_deref(),
@@ -475,7 +500,11 @@ impl CallRecord {
             output_tokens,
             usage_source,
             cache_read_input_tokens: self.usage.cache_read_input_tokens,
+            cache_write_input_tokens: self.usage.cache_write_input_tokens,
             reasoning_output_tokens: self.usage.reasoning_output_tokens,
+            cost_usd: cost_micro_usd.map(|micro| micro as f64 / 1e6),
+            cost_estimated: cost_micro_usd.is_some() && usage_source == UsageSource::Estimated,
+            cost_micro_usd,
             ttfb_ms: ms_since_start(self.first_byte_us),
             ttft_ms: ms_since_start(self.first_token_us),
             ttft_tool_ms: ms_since_start(self.first_tool_us),
@@ -551,7 +580,18 @@ pub struct Summary<'a> {
     pub output_tokens: Option<u64>,
     pub usage_source: UsageSource,
     pub cache_read_input_tokens: Option<u64>,
+    /// Anthropic's `cache_creation_input_tokens`, where reported.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache_write_input_tokens: Option<u64>,
     pub reasoning_output_tokens: Option<u64>,
+    /// At the `pricing` of the model; null when it has none.
+    pub cost_usd: Option<f64>,
+    /// The cost was reckoned from estimated token counts. Absent unless true.
+    #[serde(skip_serializing_if = "is_false")]
+    pub cost_estimated: bool,
+    /// The same cost in micro-dollars (rounded once, per call), for counters.
+    #[serde(skip)]
+    pub cost_micro_usd: Option<u64>,
     pub ttfb_ms: Option<f64>,
     pub ttft_ms: Option<f64>,
     /// The first tool-call delta.

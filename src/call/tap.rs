@@ -4,6 +4,7 @@
 //! The shell calls these methods from its callbacks and always lets the bytes
 //! go on; nothing here can hold a byte back.
 
+use crate::call::cost::Pricing;
 use crate::call::health::{Phase, Thresholds};
 use crate::call::identity::trace_id_of;
 use crate::call::record::{CallRecord, Outcome};
@@ -79,6 +80,8 @@ pub struct CallTap {
     /// Decodes a copy of a gzip/deflate body; None for identity.
     inflater: Option<Inflater>,
     redact_fields: Option<Rc<[String]>>,
+    /// The config's `pricing`, shared by every call.
+    pricing: Option<Rc<Pricing>>,
     finished: bool,
     outcome: Option<Outcome>,
     /// The compressed copy could not be decoded: the rest went unread.
@@ -101,6 +104,7 @@ impl CallTap {
             response: ResponseBody::Pending,
             inflater: None,
             redact_fields: None,
+            pricing: None,
             finished: false,
             outcome: None,
             undecodable: false,
@@ -232,6 +236,11 @@ impl CallTap {
     /// of `CREDENTIAL_FIELDS` (the config's `capture.redact_fields`).
     pub fn set_redact_fields(&mut self, fields: Rc<[String]>) {
         self.redact_fields = Some(fields);
+    }
+
+    /// The config's `pricing`: the summary then carries `cost_usd`.
+    pub fn set_pricing(&mut self, pricing: Rc<Pricing>) {
+        self.pricing = Some(pricing);
     }
 
     pub fn on_response_headers(
@@ -405,6 +414,16 @@ impl CallTap {
         self.outcome = Some(outcome);
         self.record.end_us = Some(now_us);
         self.record.finish_health(now_us);
+        if let Some(pricing) = &self.pricing {
+            let models = [
+                self.record.request.model.as_deref(),
+                self.record.response_model.as_deref(),
+            ];
+            if let Some(price) = pricing.price_of(&models) {
+                let includes_cached = self.api.input_includes_cached();
+                self.record.set_price(price, includes_cached);
+            }
+        }
         let summary = self.record.summary(outcome);
         let ttft_ms = summary.ttft_ms.map(|ms| ms.round() as u64);
         // Serializing plain structs of strings and numbers cannot fail; an
@@ -1093,5 +1112,75 @@ pub(crate) mod tests {
         assert_eq!(t["chunk"], serde_json::json!([0, 1, 0, 1]));
         assert_eq!(t["bytes"], serde_json::json!([3, 2, 6, 2]));
         assert_eq!(t["deltas"], 4);
+    }
+
+    fn priced(path: &str, request_model: &str, body: &str) -> Value {
+        let mut pricing = Pricing::default();
+        let price = |input, output, read, write| crate::call::cost::Price {
+            input,
+            output,
+            cache_read: read,
+            cache_write: write,
+            reasoning_output: None,
+        };
+        pricing.insert("gpt-4o*", price(2.5, 10.0, Some(1.25), None));
+        pricing.insert("claude-sonnet-4*", price(3.0, 15.0, Some(0.3), Some(3.75)));
+        let mut tap = crate::replay::Exchange {
+            request_body: Some(
+                format!(r#"{{"model":"{request_model}","stream":true,"messages":[{{"role":"user","content":"hi"}}]}}"#)
+                    .into_bytes(),
+            ),
+            ..crate::replay::Exchange::stream(path)
+        }
+        .tap();
+        tap.set_pricing(Rc::new(pricing));
+        tap.on_response_body(body.as_bytes(), 1);
+        summary(&tap.finish_at_end_of_stream(2).unwrap())
+    }
+
+    #[test]
+    fn the_cost_of_a_call_follows_each_providers_cache_rules() {
+        // OpenAI: 1000 prompt tokens including 800 cached, 200 out:
+        // 200 × 2.5 + 800 × 1.25 + 200 × 10 = 3500 µ$.
+        let s = priced(
+            "/v1/chat/completions",
+            "gpt-4o",
+            concat!(
+                "data: {\"model\":\"gpt-4o-2024-08-06\",\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\n",
+                "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":1000,\"completion_tokens\":200,\"prompt_tokens_details\":{\"cached_tokens\":800}}}\n\n",
+                "data: [DONE]\n\n"
+            ),
+        );
+        assert_eq!(s["cost_usd"], 0.0035, "{s}");
+        assert!(s.get("cost_estimated").is_none());
+        // Anthropic: input excludes the cache; 100 in, 5000 read, 2000
+        // written, 300 out: 300 + 1500 + 7500 + 4500 = 13 800 µ$.
+        let s = priced(
+            "/v1/messages",
+            "claude-sonnet-4-5",
+            concat!(
+                "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"model\":\"claude-sonnet-4-5-20250929\",\"usage\":{\"input_tokens\":100,\"cache_read_input_tokens\":5000,\"cache_creation_input_tokens\":2000,\"output_tokens\":1}}}\n\n",
+                "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"},\"usage\":{\"output_tokens\":300}}\n\n",
+                "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n"
+            ),
+        );
+        assert_eq!(s["cache_write_input_tokens"], 2000, "{s}");
+        assert_eq!(s["cost_usd"], 0.0138, "{s}");
+        // No usage reported: priced on the estimate, and flagged.
+        let s = priced(
+            "/v1/chat/completions",
+            "gpt-4o-mini",
+            "data: {\"choices\":[{\"delta\":{\"content\":\"Hello there\"}}]}\n\ndata: [DONE]\n\n",
+        );
+        assert_eq!(s["usage_source"], "estimated");
+        assert!(s["cost_usd"].as_f64().unwrap() > 0.0, "{s}");
+        assert_eq!(s["cost_estimated"], true);
+        // A model without a price: null.
+        let s = priced(
+            "/v1/chat/completions",
+            "llama3.1:8b",
+            "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":5}}\n\ndata: [DONE]\n\n",
+        );
+        assert_eq!(s["cost_usd"], Value::Null, "{s}");
     }
 }

@@ -274,3 +274,45 @@ fn the_timeline_is_off_by_default_and_its_bound_has_a_range() {
     let e = Config::parse(br#"{"capture":{"timeline":1}}"#).unwrap_err();
     assert_eq!(e.field, "capture.timeline");
 }
+
+#[test]
+fn pricing_is_read_and_bad_prices_are_refused_with_the_field() {
+    let c = Config::parse(
+        br#"{"pricing":{"gpt-4o-mini":{"input":0.15,"output":0.6,"cache_read":0.075},"claude-sonnet-4*":{"input":3,"output":15,"cache_read":0.3,"cache_write":3.75}}}"#,
+    )
+    .unwrap();
+    let p = c
+        .pricing
+        .price_of(&[Some("claude-sonnet-4-5-20250929")])
+        .unwrap();
+    assert_eq!((p.input, p.output, p.cache_write), (3.0, 15.0, Some(3.75)));
+    assert_eq!(
+        c.pricing
+            .price_of(&[Some("gpt-4o-mini")])
+            .unwrap()
+            .cache_read,
+        Some(0.075)
+    );
+    assert!(Config::parse(b"{}").unwrap().pricing.is_empty());
+    for (bad, field) in [
+        (
+            r#"{"pricing":{"m":{"input":-1,"output":1}}}"#,
+            "pricing.m.input",
+        ),
+        (
+            r#"{"pricing":{"m":{"input":1,"output":"2"}}}"#,
+            "pricing.m.output",
+        ),
+        (r#"{"pricing":{"m":{"input":1}}}"#, "pricing.m"),
+        (
+            r#"{"pricing":{"m":{"input":1,"output":1,"cached":1}}}"#,
+            "pricing.m.cached",
+        ),
+        (r#"{"pricing":{"m":[]}}"#, "pricing.m"),
+        (r#"{"pricing":{"*":{"input":1,"output":1}}}"#, "pricing.*"),
+        (r#"{"pricing":[]}"#, "pricing"),
+    ] {
+        let e = Config::parse(bad.as_bytes()).unwrap_err();
+        assert_eq!(e.field, field, "{bad}: {e}");
+    }
+}

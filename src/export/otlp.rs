@@ -145,6 +145,14 @@ pub fn log_record(s: &Summary<'_>, observed_unix_us: u64) -> String {
         "gen_ai.usage.cache_read.input_tokens",
         s.cache_read_input_tokens,
     );
+    a.int(
+        "gen_ai.usage.cache_creation.input_tokens",
+        s.cache_write_input_tokens,
+    );
+    a.double("streamtap.cost_usd", s.cost_usd);
+    if s.cost_estimated {
+        a.boolean("streamtap.cost_estimated", true);
+    }
     // Seconds, as the semantic conventions measure durations.
     a.double(
         "gen_ai.response.time_to_first_chunk",

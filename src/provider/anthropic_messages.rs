@@ -17,6 +17,8 @@ impl WireFormat for Messages {
     const PROVIDER: &'static str = "anthropic";
     const API: &'static str = "messages";
     const END_MARKER: &'static str = "message_stop";
+    /// `input_tokens` excludes `cache_read_input_tokens` and `cache_creation_input_tokens`.
+    const INPUT_INCLUDES_CACHED: bool = false;
 
     /// Applies one SSE event's data (the event name is repeated in `type`).
     fn apply_stream_event(data: &[u8], record: &mut CallRecord, now_us: u64) -> Result<()> {
@@ -84,6 +86,7 @@ const USAGE: UsageKeys = UsageKeys {
     input: b"input_tokens",
     output: b"output_tokens",
     cache_read: Some(b"cache_read_input_tokens"),
+    cache_write: Some(b"cache_creation_input_tokens"),
     input_details: None,
     output_details: None,
 };

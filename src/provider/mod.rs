@@ -28,6 +28,9 @@ pub trait WireFormat {
     /// a stream that closes without it is `truncated`. Its reader calls
     /// `CallRecord::mark_end` when it sees it.
     const END_MARKER: &'static str;
+    /// Whether the usage's input count includes the cached part (OpenAI)
+    /// or counts it beside (Anthropic): pricing normalizes it (`call::cost`).
+    const INPUT_INCLUDES_CACHED: bool;
     /// One SSE event's `data`.
     fn apply_stream_event(
         data: &[u8],
@@ -57,6 +60,13 @@ macro_rules! wire_formats {
                 match self {
                     $(Api::$variant => <$format>::PROVIDER,)+
                     Api::Unknown => "unknown",
+                }
+            }
+
+            pub fn input_includes_cached(self) -> bool {
+                match self {
+                    $(Api::$variant => <$format>::INPUT_INCLUDES_CACHED,)+
+                    Api::Unknown => false,
                 }
             }
 

@@ -18,6 +18,8 @@ impl WireFormat for ChatCompletions {
     const PROVIDER: &'static str = "openai";
     const API: &'static str = "chat.completions";
     const END_MARKER: &'static str = "data: [DONE]";
+    /// `prompt_tokens` includes `prompt_tokens_details.cached_tokens`.
+    const INPUT_INCLUDES_CACHED: bool = true;
 
     fn apply_stream_event(data: &[u8], record: &mut CallRecord, now_us: u64) -> Result<()> {
         if data == b"[DONE]" {
@@ -37,6 +39,7 @@ const USAGE: UsageKeys = UsageKeys {
     input: b"prompt_tokens",
     output: b"completion_tokens",
     cache_read: None,
+    cache_write: None,
     input_details: Some(b"prompt_tokens_details"),
     output_details: Some(b"completion_tokens_details"),
 };

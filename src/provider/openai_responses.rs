@@ -18,6 +18,8 @@ impl WireFormat for Responses {
     const PROVIDER: &'static str = "openai";
     const API: &'static str = "responses";
     const END_MARKER: &'static str = "response.completed, response.failed or response.incomplete";
+    /// `input_tokens` includes `input_tokens_details.cached_tokens`.
+    const INPUT_INCLUDES_CACHED: bool = true;
 
     fn apply_stream_event(data: &[u8], record: &mut CallRecord, now_us: u64) -> Result<()> {
         let event = read_event(data, record)?;
@@ -91,6 +93,7 @@ const USAGE: UsageKeys = UsageKeys {
     input: b"input_tokens",
     output: b"output_tokens",
     cache_read: None,
+    cache_write: None,
     input_details: Some(b"input_tokens_details"),
     output_details: Some(b"output_tokens_details"),
 };

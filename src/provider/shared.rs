@@ -15,6 +15,7 @@ pub struct UsageKeys {
     pub input: &'static [u8],
     pub output: &'static [u8],
     pub cache_read: Option<&'static [u8]>,
+    pub cache_write: Option<&'static [u8]>,
     pub input_details: Option<&'static [u8]>,
     pub output_details: Option<&'static [u8]>,
 }
@@ -29,6 +30,8 @@ pub fn read_usage(j: &mut Json<'_>, keys: &UsageKeys, record: &mut CallRecord) -
             count(j, record, UsageCount::Output)
         } else if Some(key) == keys.cache_read {
             count(j, record, UsageCount::CacheRead)
+        } else if Some(key) == keys.cache_write {
+            count(j, record, UsageCount::CacheWrite)
         } else if Some(key) == keys.input_details {
             j.opt_object(|key, j| match key {
                 b"cached_tokens" => count(j, record, UsageCount::CacheRead),
