@@ -91,6 +91,7 @@ fn otlp_logs_are_accepted_by_the_official_protobuf_definitions() {
         "gen_ai.usage.output_tokens",
         "gen_ai.request.stream",
         "gen_ai.response.time_to_first_chunk",
+        "event.name",
         "streamtap.stream_health.verdict",
         "streamtap.stream_health.largest_burst",
         "streamtap.stream_health.end_marker",
@@ -101,6 +102,10 @@ fn otlp_logs_are_accepted_by_the_official_protobuf_definitions() {
     assert!(!keys
         .iter()
         .any(|k| k == "gen_ai.system" || k == "gen_ai.usage.prompt_tokens"));
+    assert!(
+        body.contains(r#"{"key":"event.name","value":{"stringValue":"gen_ai.client.inference.operation.details"}}"#),
+        "{body}"
+    );
     let resource = &posts[0]["resourceLogs"][0]["resource"]["attributes"][0];
     assert_eq!(resource["key"], "service.name");
     assert_eq!(

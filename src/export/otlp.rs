@@ -11,6 +11,9 @@
 use crate::call::health::Phase;
 use crate::call::record::{Outcome, Summary};
 
+/// The OpenTelemetry GenAI event a call summary is.
+pub const EVENT_NAME: &str = "gen_ai.client.inference.operation.details";
+
 /// `service.name` of the resource.
 pub const SERVICE_NAME: &str = "streamtap";
 
@@ -125,7 +128,7 @@ pub fn log_record(s: &Summary<'_>, observed_unix_us: u64) -> String {
     push_str(&mut out, s.content.unwrap_or_default());
     out.push_str(r#"},"attributes":["#);
     let mut a = Attributes { json: out };
-    a.string("event.name", Some("gen_ai.call.summary"));
+    a.string("event.name", Some(EVENT_NAME));
     a.string(
         "gen_ai.provider.name",
         (s.provider != "unknown").then_some(s.provider),
