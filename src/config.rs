@@ -52,6 +52,9 @@ pub struct Config {
     /// USD per million tokens by model (exact, or a prefix ending in `*`):
     /// summaries then carry `cost_usd`. Default none.
     pub pricing: Pricing,
+    /// Distinct models the labelled stats keep apart, per VM; later ones
+    /// are counted under `other`. Default 100, 1..=10000.
+    pub max_label_values: usize,
 }
 
 /// The levels of Envoy's log, as the config spells them.
@@ -219,6 +222,7 @@ impl Default for Config {
             stream_health: Thresholds::default(),
             disable_downstream_buffering: false,
             pricing: Pricing::default(),
+            max_label_values: 100,
         }
     }
 }
@@ -286,6 +290,10 @@ impl Config {
                 b"capture" => reader.capture(j, &mut config.capture),
                 b"stream_health" => reader.stream_health(j, &mut config.stream_health),
                 b"pricing" => reader.pricing(j, &mut config.pricing),
+                b"max_label_values" => {
+                    config.max_label_values = saturate(reader.integer(j, "max_label_values")?);
+                    Ok(())
+                }
                 b"disable_downstream_buffering" => {
                     config.disable_downstream_buffering =
                         reader.boolean(j, "disable_downstream_buffering")?;
@@ -345,6 +353,7 @@ impl Config {
             max,
         )?;
         validate_stream_health(&self.stream_health)?;
+        check_range("max_label_values", self.max_label_values as u64, 1, 10_000)?;
         if let Some(c) = &self.collector {
             if c.cluster.is_empty() {
                 return Err(out_of_range("collector.cluster", "must not be empty"));

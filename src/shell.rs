@@ -17,8 +17,9 @@
 use crate::call::health::Verdict;
 use crate::call::identity;
 use crate::call::live::{LiveStreams, Pulse};
-use crate::call::tap::{CallTap, Finished, TapSettings};
+use crate::call::tap::{CallLabels, CallTap, Finished, TapSettings};
 use crate::config::{self, Config, ExportFormat};
+use crate::export::labels::{labelled_name, BoundedValues};
 use crate::export::queue::{BatchResult, CollectorReply, ExportQueue, SharedQueue};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -130,6 +131,86 @@ enum HostCall {
     SetFilterState,
     AddHeader,
     Done,
+}
+
+/// The labelled stats of this VM: each label set's metric id, defined once,
+/// and the models seen (bounded). Reached only from `publish`, never nested;
+/// a refused borrow skips the labelled stats of that call.
+struct LabelledStats {
+    /// (stat name, id): few label sets per VM; a map type would cost the
+    /// `.wasm` 7 KB (BTreeMap) to 13 KB (HashMap).
+    ids: Vec<(String, Option<u32>)>,
+    models: BoundedValues,
+    overflow: Option<u32>,
+}
+
+impl LabelledStats {
+    fn counter(&mut self, name: String) -> Option<u32> {
+        if let Some((_, id)) = self.ids.iter().find(|(n, _)| *n == name) {
+            return *id;
+        }
+        let id = match hostcalls::define_metric(MetricType::Counter, &name) {
+            Ok(id) => Some(id),
+            Err(status) => {
+                host_call_failed(HostCall::DefineMetric, status);
+                None
+            }
+        };
+        self.ids.push((name, id));
+        id
+    }
+
+    fn count(&mut self, labels: &CallLabels, max_models: usize) {
+        if self.models.max_values() != max_models {
+            self.models = BoundedValues::new(max_models);
+        }
+        let before = self.models.overflowed;
+        let model = self
+            .models
+            .admit(labels.model.as_deref().unwrap_or("unknown"));
+        if self.models.overflowed > before {
+            if self.overflow.is_none() {
+                self.overflow = self.counter("streamtap.label_overflow".to_string());
+            }
+            add(self.overflow, 1);
+        }
+        let provider = ("gen_ai_provider_name", labels.provider);
+        let model = ("gen_ai_request_model", model);
+        let operation = (
+            "gen_ai_operation_name",
+            labels.operation.unwrap_or("unknown"),
+        );
+        let calls = labelled_name(
+            "gen_ai_calls",
+            &[provider, operation, model, ("outcome", labels.outcome)],
+        );
+        add(self.counter(calls), 1);
+        for (kind, tokens) in [
+            ("input", labels.input_tokens),
+            ("output", labels.output_tokens),
+        ] {
+            if let Some(n) = tokens {
+                let name = labelled_name(
+                    "gen_ai_tokens",
+                    &[
+                        provider,
+                        model,
+                        ("gen_ai_token_type", kind),
+                        ("usage_source", labels.usage_source),
+                    ],
+                );
+                add(self.counter(name), n);
+            }
+        }
+        if let Some(micro) = labels.cost_micro_usd {
+            let name = labelled_name("gen_ai_cost_micro_usd", &[provider, model]);
+            add(self.counter(name), micro);
+        }
+    }
+}
+
+thread_local! {
+    static LABELLED: std::cell::RefCell<Option<LabelledStats>> = const { std::cell::RefCell::new(None) };
 }
 
 thread_local! {
@@ -523,6 +604,18 @@ impl StreamtapHttp {
             add(metrics.calls_not_completed, 1);
         }
         add(metrics.decode_capped, u64::from(finished.decode_capped));
+        let max_models = settings.config.max_label_values;
+        LABELLED.with(|cell| {
+            if let Ok(mut stats) = cell.try_borrow_mut() {
+                stats
+                    .get_or_insert_with(|| LabelledStats {
+                        ids: Vec::new(),
+                        models: BoundedValues::new(max_models),
+                        overflow: None,
+                    })
+                    .count(&finished.labels, max_models);
+            }
+        });
         if let Some(verdict) = finished.verdict {
             let index = Verdict::ALL.iter().position(|v| *v == verdict);
             add(

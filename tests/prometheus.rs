@@ -58,3 +58,76 @@ fn filter_stats_are_scraped_from_stats_prometheus() {
     })
     .unwrap_or_else(|| panic!("TTFT histogram never counted 3 calls:\n{}", scrape()));
 }
+
+/// One Prometheus series: its name and labels, and its value.
+fn series(text: &str, name: &str) -> Vec<(std::collections::BTreeMap<String, String>, f64)> {
+    text.lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix(name)?.strip_prefix('{')?;
+            let (labels, value) = rest.rsplit_once("} ")?;
+            let mut map = std::collections::BTreeMap::new();
+            for pair in labels.split("\",").filter(|p| !p.is_empty()) {
+                let (k, v) = pair.split_once("=\"")?;
+                map.insert(k.to_string(), v.trim_end_matches('"').to_string());
+            }
+            Some((map, value.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+#[test]
+fn labelled_stats_read_back_every_model_id_exactly_and_overflow_to_other() {
+    let config = r#"{"collector":{"cluster":"streamtap_collector","flush_interval_ms":50,"timeout_ms":1000},"max_label_values":4}"#;
+    let stack = support::FaultStack::start(config);
+    let models = [
+        "gpt-4.1",
+        "llama3.1:8b",
+        "arn:aws:bedrock:us-east-1:123456789012:inference-profile/us.anthropic.claude-3-5-sonnet-20241022-v2:0",
+        "claude-3-5-sonnet-v2@20241022",
+        "one-too-many",
+    ];
+    let body = concat!(
+        "data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\n",
+        "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":7,\"completion_tokens\":3}}\n\n",
+        "data: [DONE]\n\n"
+    );
+    for model in models {
+        let request = format!(r#"{{"model":"{model}","stream":true,"messages":[]}}"#);
+        let (_, served, _) = stack.call(
+            "/v1/chat/completions",
+            testbed::scripted::Script::sse(body),
+            &[],
+            request.as_bytes(),
+        );
+        stack.summary_for(&served);
+    }
+    let (status, text) = stack.envoy.admin_get("/stats/prometheus").unwrap();
+    assert_eq!(status, 200);
+    let calls = series(&text, "streamtap_gen_ai_calls");
+    for model in &models[..4] {
+        let found = calls
+            .iter()
+            .find(|(l, _)| l.get("gen_ai_request_model").map(String::as_str) == Some(model))
+            .unwrap_or_else(|| panic!("no series for {model} in:\n{text}"));
+        assert_eq!(found.1, 1.0);
+        assert_eq!(found.0["gen_ai_provider_name"], "openai");
+        assert_eq!(found.0["gen_ai_operation_name"], "chat");
+        assert_eq!(found.0["outcome"], "completed");
+    }
+    let other = calls
+        .iter()
+        .find(|(l, _)| l.get("gen_ai_request_model").map(String::as_str) == Some("other"));
+    assert_eq!(other.map(|o| o.1), Some(1.0), "{text}");
+    assert!(!text.contains("one-too-many"));
+    assert_eq!(stack.envoy.stat("wasmcustom.streamtap.label_overflow"), 1);
+    let tokens = series(&text, "streamtap_gen_ai_tokens");
+    let output: f64 = tokens
+        .iter()
+        .filter(|(l, _)| l.get("gen_ai_token_type").map(String::as_str) == Some("output"))
+        .map(|(_, v)| v)
+        .sum();
+    assert_eq!(output, 15.0, "{text}");
+    assert!(tokens
+        .iter()
+        .all(|(l, _)| l.get("usage_source").map(String::as_str) == Some("reported")));
+}

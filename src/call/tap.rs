@@ -64,6 +64,23 @@ pub struct Finished {
     pub decode_capped: bool,
     /// `stream_health.verdict`, for event streams.
     pub verdict: Option<crate::call::health::Verdict>,
+    /// The labels and values of the labelled stats.
+    pub labels: CallLabels,
+}
+
+/// What the labelled stats of a finished call need.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallLabels {
+    pub provider: &'static str,
+    /// `gen_ai.operation.name`; None for an unknown format.
+    pub operation: Option<&'static str>,
+    /// The request's model, else the one that answered.
+    pub model: Option<String>,
+    pub outcome: &'static str,
+    pub usage_source: &'static str,
+    pub input_tokens: Option<u64>,
+    pub output_tokens: Option<u64>,
+    pub cost_micro_usd: Option<u64>,
 }
 
 #[derive(Debug)]
@@ -437,6 +454,16 @@ impl CallTap {
             parse_errors: self.record.parse_errors,
             decode_capped: self.record.decode_capped,
             verdict: summary.stream_health.map(|h| h.verdict),
+            labels: CallLabels {
+                provider: self.api.provider(),
+                operation: self.api.name().map(|_| "chat"),
+                model: summary.model.or(summary.response_model).map(str::to_string),
+                outcome: crate::export::otlp::outcome_name(outcome),
+                usage_source: crate::export::otlp::usage_source_name(&summary),
+                input_tokens: summary.input_tokens,
+                output_tokens: summary.output_tokens,
+                cost_micro_usd: summary.cost_micro_usd,
+            },
         }
     }
 }

@@ -316,3 +316,20 @@ fn pricing_is_read_and_bad_prices_are_refused_with_the_field() {
         assert_eq!(e.field, field, "{bad}: {e}");
     }
 }
+
+#[test]
+fn max_label_values_has_a_default_and_a_range() {
+    assert_eq!(Config::parse(b"{}").unwrap().max_label_values, 100);
+    assert_eq!(
+        Config::parse(br#"{"max_label_values":3}"#)
+            .unwrap()
+            .max_label_values,
+        3
+    );
+    for bad in [r#"{"max_label_values":0}"#, r#"{"max_label_values":10001}"#] {
+        assert_eq!(
+            Config::parse(bad.as_bytes()).unwrap_err().field,
+            "max_label_values"
+        );
+    }
+}

@@ -231,7 +231,7 @@ pub fn log_record(s: &Summary<'_>, observed_unix_us: u64) -> String {
     out
 }
 
-fn outcome_name(outcome: Outcome) -> &'static str {
+pub fn outcome_name(outcome: Outcome) -> &'static str {
     match outcome {
         Outcome::Completed => "completed",
         Outcome::HttpError => "http_error",
@@ -242,7 +242,7 @@ fn outcome_name(outcome: Outcome) -> &'static str {
     }
 }
 
-fn usage_source_name(s: &Summary<'_>) -> &'static str {
+pub fn usage_source_name(s: &Summary<'_>) -> &'static str {
     match s.usage_source {
         crate::call::record::UsageSource::Reported => "reported",
         crate::call::record::UsageSource::Estimated => "estimated",
