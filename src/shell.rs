@@ -107,6 +107,14 @@ fn add(metric: Option<u32>, by: u64) {
     }
 }
 
+fn record(histogram: Option<u32>, value: u64) {
+    if let Some(id) = histogram {
+        if let Err(status) = hostcalls::record_metric(id, value) {
+            host_call_failed(HostCall::RecordMetric, status);
+        }
+    }
+}
+
 /// Moves a gauge up or down.
 fn shift(gauge: Option<u32>, by: i64) {
     if let Some(id) = gauge {
@@ -146,10 +154,14 @@ struct LabelledStats {
 
 impl LabelledStats {
     fn counter(&mut self, name: String) -> Option<u32> {
+        self.metric(MetricType::Counter, name)
+    }
+
+    fn metric(&mut self, kind: MetricType, name: String) -> Option<u32> {
         if let Some((_, id)) = self.ids.iter().find(|(n, _)| *n == name) {
             return *id;
         }
-        let id = match hostcalls::define_metric(MetricType::Counter, &name) {
+        let id = match hostcalls::define_metric(kind, &name) {
             Ok(id) => Some(id),
             Err(status) => {
                 host_call_failed(HostCall::DefineMetric, status);
@@ -206,6 +218,40 @@ impl LabelledStats {
             let name = labelled_name("gen_ai_cost_micro_usd", &[provider, model]);
             add(self.counter(name), micro);
         }
+        // The units are in the names: Envoy histograms hold integers.
+        for (metric, value) in [
+            ("gen_ai_client_operation_duration_ms", labels.duration_ms),
+            (
+                "gen_ai_client_operation_time_to_first_chunk_ms",
+                labels.ttfb_ms,
+            ),
+            ("gen_ai_server_time_to_first_token_ms", labels.ttft_ms),
+            (
+                "gen_ai_server_time_per_output_token_us",
+                labels.time_per_output_token_us,
+            ),
+        ] {
+            if let Some(value) = value {
+                let name = labelled_name(metric, &[provider, operation, model]);
+                record(self.histogram(name), value);
+            }
+        }
+        for (kind, tokens) in [
+            ("input", labels.input_tokens),
+            ("output", labels.output_tokens),
+        ] {
+            if let Some(n) = tokens {
+                let name = labelled_name(
+                    "gen_ai_client_token_usage",
+                    &[provider, operation, model, ("gen_ai_token_type", kind)],
+                );
+                record(self.histogram(name), n);
+            }
+        }
+    }
+
+    fn histogram(&mut self, name: String) -> Option<u32> {
+        self.metric(MetricType::Histogram, name)
     }
 }
 
@@ -623,10 +669,8 @@ impl StreamtapHttp {
                 1,
             );
         }
-        if let (Some(id), Some(ttft)) = (metrics.ttft_ms, finished.ttft_ms) {
-            if let Err(status) = hostcalls::record_metric(id, ttft) {
-                host_call_failed(HostCall::RecordMetric, status);
-            }
+        if let Some(ttft) = finished.ttft_ms {
+            record(metrics.ttft_ms, ttft);
         }
         let Some(queue) = &settings.queue else {
             return;

@@ -131,3 +131,81 @@ fn labelled_stats_read_back_every_model_id_exactly_and_overflow_to_other() {
         .iter()
         .all(|(l, _)| l.get("usage_source").map(String::as_str) == Some("reported")));
 }
+
+#[test]
+fn genai_histograms_use_the_shipped_buckets_by_model() {
+    let stack = support::FaultStack::start(support::FAST_EXPORT);
+    let first = "data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\n";
+    let rest = concat!(
+        "data: {\"choices\":[{\"delta\":{\"content\":\" there\"}}]}\n\n",
+        "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":7,\"completion_tokens\":3}}\n\n",
+        "data: [DONE]\n\n"
+    );
+    // The first token 300 ms after the response head, the rest 100 ms later.
+    let script = testbed::scripted::Script::timed_sse(vec![
+        (Duration::from_millis(300), first.as_bytes().to_vec()),
+        (Duration::from_millis(100), rest.as_bytes().to_vec()),
+    ]);
+    let request = br#"{"model":"llama3.1:8b","stream":true,"messages":[]}"#;
+    let (_, served, _) = stack.call("/v1/chat/completions", script, &[], request);
+    let s = stack.summary_for(&served);
+    let ttft = s["ttft_ms"].as_f64().unwrap();
+    assert!((300.0..500.0).contains(&ttft), "{s}");
+    let bucket = |text: &str, metric: &str, le: &str| -> Option<f64> {
+        series(text, &format!("streamtap_{metric}_bucket"))
+            .into_iter()
+            .find(|(l, _)| {
+                l.get("gen_ai_request_model").map(String::as_str) == Some("llama3.1:8b")
+                    && l.get("le").map(String::as_str) == Some(le)
+            })
+            .map(|(_, v)| v)
+    };
+    // Histograms reach the admin endpoint at Envoy's stats flush (every 5 s).
+    let text = eventually(Duration::from_secs(12), || {
+        let (_, text) = stack.envoy.admin_get("/stats/prometheus").unwrap();
+        // Counted once the flush has happened (before, the series show 0).
+        let counted = bucket(&text, "gen_ai_client_operation_duration_ms", "+Inf");
+        (counted == Some(1.0)).then_some(text)
+    })
+    .unwrap_or_else(|| panic!("no TTFT histogram by model"));
+    // The shipped boundaries (750 is not one of Envoy's defaults): 300–500
+    // ms lands above 250 and within 500.
+    assert_eq!(
+        bucket(&text, "gen_ai_server_time_to_first_token_ms", "750"),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        bucket(&text, "gen_ai_server_time_to_first_token_ms", "250"),
+        Some(0.0),
+        "{text}"
+    );
+    assert_eq!(
+        bucket(&text, "gen_ai_server_time_to_first_token_ms", "500"),
+        Some(1.0)
+    );
+    // 3 output tokens: (duration − TTFT) / 2 ≈ 50 ms per token, in µs.
+    assert_eq!(
+        bucket(&text, "gen_ai_server_time_per_output_token_us", "25000"),
+        Some(0.0),
+        "{text}"
+    );
+    assert_eq!(
+        bucket(&text, "gen_ai_server_time_per_output_token_us", "75000"),
+        Some(1.0)
+    );
+    assert_eq!(
+        bucket(&text, "gen_ai_client_operation_duration_ms", "320"),
+        Some(0.0)
+    );
+    assert_eq!(
+        bucket(&text, "gen_ai_client_operation_duration_ms", "640"),
+        Some(1.0)
+    );
+    let tokens = series(&text, "streamtap_gen_ai_client_token_usage_bucket");
+    let output_in_4 = tokens.iter().find(|(l, _)| {
+        l.get("gen_ai_token_type").map(String::as_str) == Some("output")
+            && l.get("le").map(String::as_str) == Some("4")
+    });
+    assert_eq!(output_in_4.map(|t| t.1), Some(1.0), "{text}");
+}

@@ -81,6 +81,26 @@ pub struct CallLabels {
     pub input_tokens: Option<u64>,
     pub output_tokens: Option<u64>,
     pub cost_micro_usd: Option<u64>,
+    /// Whole call, ms (`gen_ai.client.operation.duration`).
+    pub duration_ms: Option<u64>,
+    /// First body chunk, ms (`gen_ai.client.operation.time_to_first_chunk`).
+    pub ttfb_ms: Option<u64>,
+    /// First token, ms (`gen_ai.server.time_to_first_token`).
+    pub ttft_ms: Option<u64>,
+    /// (duration − TTFT) / (output tokens − 1), µs
+    /// (`gen_ai.server.time_per_output_token`); None below 2 tokens.
+    pub time_per_output_token_us: Option<u64>,
+}
+
+/// One value per call: the time after the first token over the tokens after it.
+pub fn time_per_output_token_us(
+    duration_ms: Option<f64>,
+    ttft_ms: Option<f64>,
+    output_tokens: Option<u64>,
+) -> Option<u64> {
+    let tokens = output_tokens.filter(|&n| n >= 2)?;
+    let after_first_ms = (duration_ms? - ttft_ms?).max(0.0);
+    Some((after_first_ms * 1000.0 / (tokens - 1) as f64).round() as u64)
 }
 
 #[derive(Debug)]
@@ -463,6 +483,14 @@ impl CallTap {
                 input_tokens: summary.input_tokens,
                 output_tokens: summary.output_tokens,
                 cost_micro_usd: summary.cost_micro_usd,
+                duration_ms: summary.duration_ms.map(|ms| ms.round() as u64),
+                ttfb_ms: summary.ttfb_ms.map(|ms| ms.round() as u64),
+                ttft_ms,
+                time_per_output_token_us: time_per_output_token_us(
+                    summary.duration_ms,
+                    summary.ttft_ms,
+                    summary.output_tokens,
+                ),
             },
         }
     }
@@ -1209,5 +1237,19 @@ pub(crate) mod tests {
             "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":5}}\n\ndata: [DONE]\n\n",
         );
         assert_eq!(s["cost_usd"], Value::Null, "{s}");
+    }
+
+    #[test]
+    fn time_per_output_token_is_one_value_per_call() {
+        // 1000 ms in all, first token at 200 ms, 41 tokens: 800 ms / 40.
+        assert_eq!(
+            time_per_output_token_us(Some(1000.0), Some(200.0), Some(41)),
+            Some(20_000)
+        );
+        assert_eq!(
+            time_per_output_token_us(Some(1000.0), Some(200.0), Some(1)),
+            None
+        );
+        assert_eq!(time_per_output_token_us(None, Some(200.0), Some(9)), None);
     }
 }
