@@ -65,6 +65,8 @@ struct Metrics {
     /// Gauges, moved by increments: every worker's VM adds to the same stat.
     streams_active: Option<u32>,
     streams_stalled: Option<u32>,
+    /// `sample_rate` × 10⁶, so a dashboard can scale the sampled counts.
+    sample_rate: Option<u32>,
     /// Calls per `stream_health.verdict`, in `Verdict::ALL` order.
     verdicts: [Option<u32>; 5],
 }
@@ -93,6 +95,7 @@ impl Metrics {
             ttft_ms: define(MetricType::Histogram, "streamtap.ttft_ms"),
             streams_active: define(MetricType::Gauge, "streamtap.streams_active"),
             streams_stalled: define(MetricType::Gauge, "streamtap.streams_stalled"),
+            sample_rate: define(MetricType::Gauge, "streamtap.sample_rate_per_million"),
             verdicts: VERDICT_STATS.map(counter),
         }
     }
@@ -194,14 +197,23 @@ impl LabelledStats {
         );
         let calls = labelled_name(
             "gen_ai_calls",
-            &[provider, operation, model, ("outcome", labels.outcome)],
+            &[
+                provider,
+                operation,
+                model,
+                ("outcome", labels.outcome),
+                ("stream_health_verdict", labels.verdict.unwrap_or("none")),
+            ],
         );
         add(self.counter(calls), 1);
         for (kind, tokens) in [
             ("input", labels.input_tokens),
             ("output", labels.output_tokens),
+            ("cache_read_input", labels.cache_read_input_tokens),
+            ("cache_write_input", labels.cache_write_input_tokens),
+            ("reasoning_output", labels.reasoning_output_tokens),
         ] {
-            if let Some(n) = tokens {
+            if let Some(n) = tokens.filter(|&n| n > 0) {
                 let name = labelled_name(
                     "gen_ai_tokens",
                     &[
@@ -520,6 +532,12 @@ impl RootContext for StreamtapRoot {
         if let Err(status) = hostcalls::set_tick_period(tick) {
             host_call_failed(HostCall::SetTickPeriod, status);
         }
+        // Every VM of the process sets the same value (one config); a push
+        // with another rate replaces it.
+        record(
+            metrics.sample_rate,
+            (config.sample_rate * 1e6).round() as u64,
+        );
         let redact_fields = Rc::from(config.capture.redact_fields.clone());
         let pricing = (!config.pricing.is_empty()).then(|| Rc::new(config.pricing.clone()));
         self.settings = Some(Rc::new(Settings {

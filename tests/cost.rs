@@ -51,5 +51,38 @@ fn the_cost_of_each_call_is_in_its_summary() {
     // 1000 × 3 + 10000 × 0.30 + 4000 × 3.75 + 500 × 15 = 3000 + 3000 + 15000 + 7500 µ$.
     assert_eq!(s["cost_usd"], 0.0285, "{s}");
     assert_eq!(s["cache_write_input_tokens"], 4000);
+    // The labelled counters: cache tokens by type, cost by model in micro-dollars.
+    let (_, text) = stack.envoy.admin_get("/stats/prometheus").unwrap();
+    let value = |needle: &[&str]| -> Option<f64> {
+        text.lines()
+            .find(|l| needle.iter().all(|n| l.contains(n)))
+            .and_then(|l| l.rsplit_once(' '))
+            .and_then(|(_, v)| v.parse().ok())
+    };
+    let claude = "gen_ai_request_model=\"claude-sonnet-4-5\"";
+    for (kind, n) in [
+        ("cache_read_input", 10_000.0),
+        ("cache_write_input", 4_000.0),
+        ("output", 500.0),
+    ] {
+        let token_type = format!("gen_ai_token_type=\"{kind}\"");
+        assert_eq!(
+            value(&["streamtap_gen_ai_tokens{", claude, &token_type]),
+            Some(n),
+            "{kind} in:\n{text}"
+        );
+    }
+    assert_eq!(
+        value(&["streamtap_gen_ai_cost_micro_usd{", claude]),
+        Some(28_500.0),
+        "{text}"
+    );
+    assert_eq!(
+        value(&[
+            "streamtap_gen_ai_cost_micro_usd{",
+            "gen_ai_request_model=\"gpt-4o-mini\""
+        ]),
+        Some(1_500.0)
+    );
     stack.assert_vm_healthy();
 }

@@ -113,7 +113,14 @@ fn labelled_stats_read_back_every_model_id_exactly_and_overflow_to_other() {
         assert_eq!(found.0["gen_ai_provider_name"], "openai");
         assert_eq!(found.0["gen_ai_operation_name"], "chat");
         assert_eq!(found.0["outcome"], "completed");
+        assert_eq!(found.0["stream_health_verdict"], "too_short");
     }
+    assert_eq!(
+        stack
+            .envoy
+            .stat("wasmcustom.streamtap.sample_rate_per_million"),
+        1_000_000
+    );
     let other = calls
         .iter()
         .find(|(l, _)| l.get("gen_ai_request_model").map(String::as_str) == Some("other"));

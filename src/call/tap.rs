@@ -80,6 +80,12 @@ pub struct CallLabels {
     pub usage_source: &'static str,
     pub input_tokens: Option<u64>,
     pub output_tokens: Option<u64>,
+    /// Reported only: estimates are never made of these.
+    pub cache_read_input_tokens: Option<u64>,
+    pub cache_write_input_tokens: Option<u64>,
+    pub reasoning_output_tokens: Option<u64>,
+    /// `stream_health.verdict`; None when not judged.
+    pub verdict: Option<&'static str>,
     pub cost_micro_usd: Option<u64>,
     /// Whole call, ms (`gen_ai.client.operation.duration`).
     pub duration_ms: Option<u64>,
@@ -482,6 +488,10 @@ impl CallTap {
                 usage_source: crate::export::otlp::usage_source_name(&summary),
                 input_tokens: summary.input_tokens,
                 output_tokens: summary.output_tokens,
+                cache_read_input_tokens: summary.cache_read_input_tokens,
+                cache_write_input_tokens: summary.cache_write_input_tokens,
+                reasoning_output_tokens: summary.reasoning_output_tokens,
+                verdict: summary.stream_health.map(|h| h.verdict.name()),
                 cost_micro_usd: summary.cost_micro_usd,
                 duration_ms: summary.duration_ms.map(|ms| ms.round() as u64),
                 ttfb_ms: summary.ttfb_ms.map(|ms| ms.round() as u64),
