@@ -7,6 +7,27 @@
 use crate::call::tap::{CallTap, Finished, TapSettings};
 use std::path::{Path, PathBuf};
 
+/// Removes from a summary the fields that say how the body was cut into
+/// chunks (in tests that feed every chunk at one time): the stream-health
+/// chunk shape and the timeline's entries. Nothing
+/// else in a summary may depend on the chunking.
+pub fn remove_chunk_shape(summary: &mut serde_json::Value) {
+    if let Some(health) = summary["stream_health"].as_object_mut() {
+        for key in [
+            "verdict",
+            "largest_burst",
+            "burst_share",
+            "events_per_chunk_max",
+            "events_per_chunk_p50",
+        ] {
+            health.remove(key);
+        }
+    }
+    if let Some(timeline) = summary["timeline"].as_object_mut() {
+        timeline.retain(|key, _| key == "deltas" || key == "unit");
+    }
+}
+
 /// One call's request and response heads: everything but the response body.
 #[derive(Debug, Clone)]
 pub struct Exchange {

@@ -17,7 +17,7 @@
 use crate::call::health::Verdict;
 use crate::call::identity;
 use crate::call::live::{LiveStreams, Pulse};
-use crate::call::tap::{CallLabels, CallTap, Finished, TapSettings};
+use crate::call::tap::{CallTap, Finished, TapSettings};
 use crate::config::{self, Config, ExportFormat};
 use crate::export::labels::{labelled_name, BoundedValues};
 use crate::export::queue::{BatchResult, CollectorReply, ExportQueue, SharedQueue};
@@ -175,7 +175,8 @@ impl LabelledStats {
         id
     }
 
-    fn count(&mut self, labels: &CallLabels, max_models: usize) {
+    fn count(&mut self, finished: &Finished, max_models: usize) {
+        let labels = &finished.labels;
         if self.models.max_values() != max_models {
             self.models = BoundedValues::new(max_models);
         }
@@ -202,7 +203,10 @@ impl LabelledStats {
                 operation,
                 model,
                 ("outcome", labels.outcome),
-                ("stream_health_verdict", labels.verdict.unwrap_or("none")),
+                (
+                    "stream_health_verdict",
+                    finished.verdict.map_or("none", Verdict::name),
+                ),
             ],
         );
         add(self.counter(calls), 1);
@@ -237,7 +241,7 @@ impl LabelledStats {
                 "gen_ai_client_operation_time_to_first_chunk_ms",
                 labels.ttfb_ms,
             ),
-            ("gen_ai_server_time_to_first_token_ms", labels.ttft_ms),
+            ("gen_ai_server_time_to_first_token_ms", finished.ttft_ms),
             (
                 "gen_ai_server_time_per_output_token_us",
                 labels.time_per_output_token_us,
@@ -677,7 +681,7 @@ impl StreamtapHttp {
                         models: BoundedValues::new(max_models),
                         overflow: None,
                     })
-                    .count(&finished.labels, max_models);
+                    .count(&finished, max_models);
             }
         });
         if let Some(verdict) = finished.verdict {

@@ -213,20 +213,7 @@ fn summarize(path: &str, ct: &str, status: u16, chunks: &[&[u8]], end: Option<&s
     v.as_object_mut().unwrap().remove("chunks");
     // How the body was cut into chunks shows in the chunk shape and the
     // timeline's entries, and nowhere else.
-    if let Some(health) = v["stream_health"].as_object_mut() {
-        for key in [
-            "verdict",
-            "largest_burst",
-            "burst_share",
-            "events_per_chunk_max",
-            "events_per_chunk_p50",
-        ] {
-            health.remove(key);
-        }
-    }
-    if let Some(timeline) = v["timeline"].as_object_mut() {
-        timeline.retain(|key, _| key == "deltas" || key == "unit");
-    }
+    streamtap::replay::remove_chunk_shape(&mut v);
     v
 }
 

@@ -26,7 +26,7 @@ fn summarize(f: &Fixture, chunks: &[&[u8]], encoding: Option<&str>) -> Value {
     let fields = summary.as_object_mut().unwrap();
     fields.remove("chunks");
     fields.remove("bytes");
-    crate::call::tap::tests::remove_chunk_shape(&mut summary);
+    crate::replay::remove_chunk_shape(&mut summary);
     summary
 }
 

@@ -68,7 +68,8 @@ pub struct Finished {
     pub labels: CallLabels,
 }
 
-/// What the labelled stats of a finished call need.
+/// What the labelled stats of a finished call need besides `Finished`'s
+/// own `ttft_ms` (`gen_ai.server.time_to_first_token`) and `verdict`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CallLabels {
     pub provider: &'static str,
@@ -84,15 +85,11 @@ pub struct CallLabels {
     pub cache_read_input_tokens: Option<u64>,
     pub cache_write_input_tokens: Option<u64>,
     pub reasoning_output_tokens: Option<u64>,
-    /// `stream_health.verdict`; None when not judged.
-    pub verdict: Option<&'static str>,
     pub cost_micro_usd: Option<u64>,
     /// Whole call, ms (`gen_ai.client.operation.duration`).
     pub duration_ms: Option<u64>,
     /// First body chunk, ms (`gen_ai.client.operation.time_to_first_chunk`).
     pub ttfb_ms: Option<u64>,
-    /// First token, ms (`gen_ai.server.time_to_first_token`).
-    pub ttft_ms: Option<u64>,
     /// (duration − TTFT) / (output tokens − 1), µs
     /// (`gen_ai.server.time_per_output_token`); None below 2 tokens.
     pub time_per_output_token_us: Option<u64>,
@@ -491,11 +488,9 @@ impl CallTap {
                 cache_read_input_tokens: summary.cache_read_input_tokens,
                 cache_write_input_tokens: summary.cache_write_input_tokens,
                 reasoning_output_tokens: summary.reasoning_output_tokens,
-                verdict: summary.stream_health.map(|h| h.verdict.name()),
                 cost_micro_usd: summary.cost_micro_usd,
                 duration_ms: summary.duration_ms.map(|ms| ms.round() as u64),
                 ttfb_ms: summary.ttfb_ms.map(|ms| ms.round() as u64),
-                ttft_ms,
                 time_per_output_token_us: time_per_output_token_us(
                     summary.duration_ms,
                     summary.ttft_ms,
@@ -569,7 +564,7 @@ pub fn classify_abort(code_details: &str, status: Option<u16>) -> Outcome {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
     use serde_json::Value;
 
@@ -656,24 +651,8 @@ pub(crate) mod tests {
         let f = tap.finish_at_end_of_stream(1_300_000).unwrap();
         let mut s = summary(&f);
         s.as_object_mut().unwrap().remove("chunks");
-        remove_chunk_shape(&mut s);
+        crate::replay::remove_chunk_shape(&mut s);
         s
-    }
-
-    /// The fields that say how the body was cut into chunks (all at one time
-    /// here), which nothing else may depend on.
-    pub(crate) fn remove_chunk_shape(summary: &mut Value) {
-        if let Some(health) = summary["stream_health"].as_object_mut() {
-            for key in [
-                "verdict",
-                "largest_burst",
-                "burst_share",
-                "events_per_chunk_max",
-                "events_per_chunk_p50",
-            ] {
-                health.remove(key);
-            }
-        }
     }
 
     #[test]

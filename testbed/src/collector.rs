@@ -271,14 +271,7 @@ async fn handle(
         (&Method::GET, "/calls") => match CallsQuery::parse(parts.uri.query()) {
             Ok(query) => {
                 let calls = state.lock_calls();
-                let matching: Vec<&Value> = calls
-                    .iter()
-                    .map(|call| &call.summary)
-                    .filter(|summary| query.matches(summary))
-                    .collect();
-                let latest = matching
-                    .get(matching.len().saturating_sub(query.limit)..)
-                    .unwrap_or_default();
+                let latest = latest_matching(&calls, &query, query.limit);
                 json_response(200, &json!({ "calls": latest }))
             }
             Err(message) => bad_request(message),
@@ -337,17 +330,24 @@ fn list_page(state: &State, query: Option<&str>) -> Response<Full<Bytes>> {
     };
     let health = state.recent_health();
     let calls = state.lock_calls();
+    let latest = latest_matching(&calls, &query, query.limit.min(viewer::MAX_ROWS));
+    let verdict = query.verdict.as_ref().map(|v| v.as_deref());
+    html_response(200, viewer::list_page(&latest, &health, verdict))
+}
+
+/// The last `limit` summaries that match `query`, oldest first.
+fn latest_matching<'a>(
+    calls: &'a VecDeque<ReceivedCall>,
+    query: &CallsQuery,
+    limit: usize,
+) -> Vec<&'a Value> {
     let matching: Vec<&Value> = calls
         .iter()
         .map(|call| &call.summary)
         .filter(|summary| query.matches(summary))
         .collect();
-    let limit = query.limit.min(viewer::MAX_ROWS);
-    let latest = matching
-        .get(matching.len().saturating_sub(limit)..)
-        .unwrap_or_default();
-    let verdict = query.verdict.as_ref().map(|v| v.as_deref());
-    html_response(200, viewer::list_page(latest, &health, verdict))
+    let skip = matching.len().saturating_sub(limit);
+    matching.into_iter().skip(skip).collect()
 }
 
 fn receive_calls(state: &State, body: &[u8]) -> Response<Full<Bytes>> {

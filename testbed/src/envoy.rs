@@ -11,9 +11,8 @@ use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use crate::http1;
 use crate::wait::eventually;
@@ -417,13 +416,13 @@ impl Envoy {
     }
 
     fn start_once(opts: &EnvoyOptions, bin: &Path, template: &str) -> Result<Envoy, StartError> {
-        let dir = make_temp_dir().map_err(StartError::Other)?;
+        let dir = crate::scratch::make_dir("envoy").map_err(StartError::Other)?;
         let spawned = Self::spawn_in(opts, bin, template, &dir);
         let mut envoy = match spawned {
             Ok(envoy) => envoy,
             Err(e) => {
                 // Nothing runs yet: no `Envoy` owns the dir, so remove it here.
-                if std::env::var_os("STREAMTAP_KEEP_TMP").is_none() {
+                if !crate::scratch::keep_requested() {
                     let _ = fs::remove_dir_all(&dir);
                 }
                 return Err(e);
@@ -434,7 +433,7 @@ impl Envoy {
             Err(why) => {
                 envoy.stop();
                 let log = envoy.log();
-                let keep = if std::env::var_os("STREAMTAP_KEEP_TMP").is_some() {
+                let keep = if crate::scratch::keep_requested() {
                     "kept: STREAMTAP_KEEP_TMP is set"
                 } else {
                     "removed; set STREAMTAP_KEEP_TMP=1 to keep it"
@@ -659,11 +658,7 @@ impl Envoy {
 impl Drop for Envoy {
     fn drop(&mut self) {
         self.stop();
-        if std::env::var_os("STREAMTAP_KEEP_TMP").is_some() {
-            eprintln!("STREAMTAP_KEEP_TMP: kept Envoy dir {}", self.dir.display());
-        } else {
-            let _ = fs::remove_dir_all(&self.dir);
-        }
+        crate::scratch::remove_dir(&self.dir, "Envoy");
     }
 }
 
@@ -733,24 +728,6 @@ fn free_port_probe() -> Result<(TcpListener, u16), String> {
         .map_err(|e| format!("cannot read a probe socket's port: {e}"))?
         .port();
     Ok((l, port))
-}
-
-static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
-
-fn make_temp_dir() -> Result<PathBuf, String> {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-    let dir = std::env::temp_dir().join(format!(
-        "streamtap-envoy-{}-{n}-{nanos}",
-        std::process::id()
-    ));
-    fs::create_dir_all(std::env::temp_dir())
-        .and_then(|_| fs::create_dir(&dir))
-        .map_err(|e| format!("cannot create temp dir {}: {e}", dir.display()))?;
-    Ok(dir)
 }
 
 /// A plain HTTP/1.1 `GET` with `Connection: close`: (status, body). Handles

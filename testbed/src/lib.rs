@@ -9,6 +9,7 @@ pub mod http1;
 pub mod nginx;
 pub mod procfs;
 pub mod replay;
+pub mod scratch;
 pub mod scripted;
 pub mod upstream;
 pub mod viewer;

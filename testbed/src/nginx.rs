@@ -16,8 +16,7 @@ use std::fs;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use crate::wait::eventually;
 
@@ -143,7 +142,7 @@ impl Nginx {
     }
 
     fn start_once(bin: &Path, upstream: SocketAddr, opts: &NginxOptions) -> Result<Nginx, String> {
-        let dir = make_temp_dir()?;
+        let dir = crate::scratch::make_dir("nginx")?;
         let probe = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
             .map_err(|e| format!("cannot bind 127.0.0.1:0 to find a free port: {e}"))?;
         let port = probe
@@ -242,29 +241,8 @@ impl Nginx {
 impl Drop for Nginx {
     fn drop(&mut self) {
         self.stop();
-        if std::env::var_os("STREAMTAP_KEEP_TMP").is_some() {
-            eprintln!("STREAMTAP_KEEP_TMP: kept nginx dir {}", self.dir.display());
-        } else {
-            let _ = fs::remove_dir_all(&self.dir);
-        }
+        crate::scratch::remove_dir(&self.dir, "nginx");
     }
-}
-
-static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
-
-fn make_temp_dir() -> Result<PathBuf, String> {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-    let dir = std::env::temp_dir().join(format!(
-        "streamtap-nginx-{}-{n}-{nanos}",
-        std::process::id()
-    ));
-    fs::create_dir_all(&dir)
-        .map_err(|e| format!("cannot create temp dir {}: {e}", dir.display()))?;
-    Ok(dir)
 }
 
 #[cfg(test)]
