@@ -18,7 +18,7 @@ WASM_BUILT    := $(or $(CARGO_TARGET_DIR),target)/$(WASM_TARGET)/release/streamt
 ENVOY         := $(VENV)/bin/envoy
 
 .PHONY: help wasm-target venv build test test-unit test-integration lint fmt demo probe clean distclean
-.PHONY: bench-filters wasm-opt nginx chromium images compose-test
+.PHONY: bench-filters wasm-opt nginx chromium prometheus images compose-test
 
 help: ## List the targets
 	@echo "streamtap make targets:"
@@ -85,6 +85,21 @@ chromium: ## Install Chromium (Debian package) when missing: apt-get, as root or
 	  /usr/bin/chromium --version 2>/dev/null; \
 	fi
 
+# Prometheus (Debian's package) scrapes Envoy's /stats/prometheus in
+# tests/prometheus.rs, which then asks it the dashboard's PromQL
+# (deploy/grafana/streamtap.json). The binary is found at PROMETHEUS_BIN, in
+# PATH or at /usr/bin/prometheus. Debian's postinst does not start it where
+# there is no init (policy-rc.d); the tests run their own.
+prometheus: ## Install Prometheus (Debian package) when missing: apt-get, as root or with sudo
+	@if [[ -n "$${PROMETHEUS_BIN:-}" ]] || command -v prometheus >/dev/null || [[ -x /usr/bin/prometheus ]]; then \
+	  echo "prometheus: $${PROMETHEUS_BIN:-$$(command -v prometheus || echo /usr/bin/prometheus)}"; \
+	else \
+	  SUDO=$$([[ $$(id -u) -eq 0 ]] || echo sudo); \
+	  $$SUDO apt-get install -y -q --no-install-recommends prometheus >/dev/null 2>&1 || \
+	  ($$SUDO apt-get update -q >/dev/null && $$SUDO apt-get install -y -q --no-install-recommends prometheus >/dev/null); \
+	  /usr/bin/prometheus --version 2>&1 | head -n1; \
+	fi
+
 build: wasm-target wasm-opt ## Build the filter into dist/streamtap.wasm
 	$(CARGO) build --release --target $(WASM_TARGET) -p streamtap
 	@mkdir -p $(dir $(WASM))
@@ -95,7 +110,7 @@ build: wasm-target wasm-opt ## Build the filter into dist/streamtap.wasm
 	fi
 	@echo "$(WASM): $$(wc -c < $(WASM)) bytes"
 
-test: build bench-filters venv nginx chromium ## All tests: unit (parallel), then integration against real Envoy (one at a time)
+test: build bench-filters venv nginx chromium prometheus ## All tests: unit (parallel), then integration against real Envoy (one at a time)
 	$(MAKE) test-unit
 	$(MAKE) test-integration
 	@if docker info >/dev/null 2>&1; then $(MAKE) compose-test; else echo "docker engine not answering: compose test skipped"; fi

@@ -55,6 +55,22 @@ pub struct Config {
     /// Distinct models the labelled stats keep apart, per VM; later ones
     /// are counted under `other`. Default 100, 1..=10000.
     pub max_label_values: usize,
+    /// Labels of the calls, tokens and cost counters besides provider,
+    /// operation and model.
+    pub metric_labels: MetricLabels,
+}
+
+/// `metric_labels`: who called and where the call went, as labels of the
+/// call, token and cost counters (each bounded like the model).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct MetricLabels {
+    /// A request header whose value labels the caller (`consumer`), e.g. a
+    /// tenant id set by an auth layer. Never a credential header.
+    pub consumer_header: Option<String>,
+    /// Envoy's route name (`route`).
+    pub route: bool,
+    /// The upstream cluster (`upstream_cluster`).
+    pub upstream_cluster: bool,
 }
 
 /// The levels of Envoy's log, as the config spells them.
@@ -223,6 +239,7 @@ impl Default for Config {
             disable_downstream_buffering: false,
             pricing: Pricing::default(),
             max_label_values: 100,
+            metric_labels: MetricLabels::default(),
         }
     }
 }
@@ -290,6 +307,10 @@ impl Config {
                 b"capture" => reader.capture(j, &mut config.capture),
                 b"stream_health" => reader.stream_health(j, &mut config.stream_health),
                 b"pricing" => reader.pricing(j, &mut config.pricing),
+                b"metric_labels" => {
+                    config.metric_labels = reader.metric_labels(j)?;
+                    Ok(())
+                }
                 b"max_label_values" => {
                     config.max_label_values = saturate(reader.integer(j, "max_label_values")?);
                     Ok(())
@@ -354,6 +375,14 @@ impl Config {
         )?;
         validate_stream_health(&self.stream_health)?;
         check_range("max_label_values", self.max_label_values as u64, 1, 10_000)?;
+        if let Some(name) = &self.metric_labels.consumer_header {
+            if listed_owned(name.as_bytes(), &self.capture.redact_headers) {
+                return Err(out_of_range(
+                    "metric_labels.consumer_header",
+                    "is listed in capture.redact_headers: a redacted header cannot be a label",
+                ));
+            }
+        }
         if let Some(c) = &self.collector {
             if c.cluster.is_empty() {
                 return Err(out_of_range("collector.cluster", "must not be empty"));
@@ -677,6 +706,41 @@ impl Reader {
             *slot = self.integer(j, &format!("stream_health.{name}"))?;
             Ok(())
         })
+    }
+
+    fn metric_labels(&mut self, j: &mut Json<'_>) -> Result<MetricLabels, ParseError> {
+        if !j.peek_object() {
+            return self.fail("metric_labels", "expected an object");
+        }
+        let mut labels = MetricLabels::default();
+        j.object(|key, j| match key {
+            b"consumer_header" => {
+                let field = "metric_labels.consumer_header";
+                let name = self.string(j, field)?.to_ascii_lowercase();
+                if name.is_empty() || name.starts_with(':') {
+                    return self.fail(field, "expected a plain header name");
+                }
+                // A label is on every scrape: a credential must never be one.
+                if listed(name.as_bytes(), &CREDENTIAL_HEADERS) {
+                    return self.fail(
+                        field,
+                        &format!("`{name}` carries a credential and cannot be a label"),
+                    );
+                }
+                labels.consumer_header = Some(name);
+                Ok(())
+            }
+            b"route" => {
+                labels.route = self.boolean(j, "metric_labels.route")?;
+                Ok(())
+            }
+            b"upstream_cluster" => {
+                labels.upstream_cluster = self.boolean(j, "metric_labels.upstream_cluster")?;
+                Ok(())
+            }
+            other => self.unknown("metric_labels.", other),
+        })?;
+        Ok(labels)
     }
 
     fn capture(&mut self, j: &mut Json<'_>, capture: &mut CaptureConfig) -> Result<(), ParseError> {

@@ -19,7 +19,7 @@ use crate::call::identity;
 use crate::call::live::{LiveStreams, Pulse};
 use crate::call::tap::{CallTap, Finished, TapSettings};
 use crate::config::{self, Config, ExportFormat};
-use crate::export::labels::{labelled_name, BoundedValues};
+use crate::export::labels::{samples, LabelBounds, Place, SampleKind};
 use crate::export::queue::{BatchResult, CollectorReply, ExportQueue, SharedQueue};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -69,6 +69,8 @@ struct Metrics {
     sample_rate: Option<u32>,
     /// Calls per `stream_health.verdict`, in `Verdict::ALL` order.
     verdicts: [Option<u32>; 5],
+    /// Label values counted as `other` (`max_label_values`).
+    label_overflow: Option<u32>,
 }
 
 impl Metrics {
@@ -97,6 +99,7 @@ impl Metrics {
             streams_stalled: define(MetricType::Gauge, "streamtap.streams_stalled"),
             sample_rate: define(MetricType::Gauge, "streamtap.sample_rate_per_million"),
             verdicts: VERDICT_STATS.map(counter),
+            label_overflow: counter("streamtap.label_overflow"),
         }
     }
 }
@@ -145,21 +148,16 @@ enum HostCall {
 }
 
 /// The labelled stats of this VM: each label set's metric id, defined once,
-/// and the models seen (bounded). Reached only from `publish`, never nested;
-/// a refused borrow skips the labelled stats of that call.
+/// and the label values seen (bounded). Reached only from `publish`, never
+/// nested; a refused borrow skips the labelled stats of that call.
 struct LabelledStats {
     /// (stat name, id): few label sets per VM; a map type would cost the
     /// `.wasm` 7 KB (BTreeMap) to 13 KB (HashMap).
     ids: Vec<(String, Option<u32>)>,
-    models: BoundedValues,
-    overflow: Option<u32>,
+    bounds: LabelBounds,
 }
 
 impl LabelledStats {
-    fn counter(&mut self, name: String) -> Option<u32> {
-        self.metric(MetricType::Counter, name)
-    }
-
     fn metric(&mut self, kind: MetricType, name: String) -> Option<u32> {
         if let Some((_, id)) = self.ids.iter().find(|(n, _)| *n == name) {
             return *id;
@@ -175,99 +173,25 @@ impl LabelledStats {
         id
     }
 
-    fn count(&mut self, finished: &Finished, max_models: usize) {
-        let labels = &finished.labels;
-        if self.models.max_values() != max_models {
-            self.models = BoundedValues::new(max_models);
+    /// Adds the call to its labelled stats; returns the label values it
+    /// counted as `other`.
+    fn count(&mut self, finished: &Finished, place: &Place<'_>, max_values: usize) -> u64 {
+        if self.bounds.max_values() != max_values {
+            self.bounds = LabelBounds::new(max_values);
         }
-        let before = self.models.overflowed;
-        let model = self
-            .models
-            .admit(labels.model.as_deref().unwrap_or("unknown"));
-        if self.models.overflowed > before {
-            if self.overflow.is_none() {
-                self.overflow = self.counter("streamtap.label_overflow".to_string());
-            }
-            add(self.overflow, 1);
-        }
-        let provider = ("gen_ai_provider_name", labels.provider);
-        let model = ("gen_ai_request_model", model);
-        let operation = (
-            "gen_ai_operation_name",
-            labels.operation.unwrap_or("unknown"),
-        );
-        let calls = labelled_name(
-            "gen_ai_calls",
-            &[
-                provider,
-                operation,
-                model,
-                ("outcome", labels.outcome),
-                (
-                    "stream_health_verdict",
-                    finished.verdict.map_or("none", Verdict::name),
+        let before = self.bounds.overflowed();
+        for sample in samples(finished, place, &mut self.bounds) {
+            match sample.kind {
+                SampleKind::Counter => {
+                    add(self.metric(MetricType::Counter, sample.name), sample.value)
+                }
+                SampleKind::Histogram => record(
+                    self.metric(MetricType::Histogram, sample.name),
+                    sample.value,
                 ),
-            ],
-        );
-        add(self.counter(calls), 1);
-        for (kind, tokens) in [
-            ("input", labels.input_tokens),
-            ("output", labels.output_tokens),
-            ("cache_read_input", labels.cache_read_input_tokens),
-            ("cache_write_input", labels.cache_write_input_tokens),
-            ("reasoning_output", labels.reasoning_output_tokens),
-        ] {
-            if let Some(n) = tokens.filter(|&n| n > 0) {
-                let name = labelled_name(
-                    "gen_ai_tokens",
-                    &[
-                        provider,
-                        model,
-                        ("gen_ai_token_type", kind),
-                        ("usage_source", labels.usage_source),
-                    ],
-                );
-                add(self.counter(name), n);
             }
         }
-        if let Some(micro) = labels.cost_micro_usd {
-            let name = labelled_name("gen_ai_cost_micro_usd", &[provider, model]);
-            add(self.counter(name), micro);
-        }
-        // The units are in the names: Envoy histograms hold integers.
-        for (metric, value) in [
-            ("gen_ai_client_operation_duration_ms", labels.duration_ms),
-            (
-                "gen_ai_client_operation_time_to_first_chunk_ms",
-                labels.ttfb_ms,
-            ),
-            ("gen_ai_server_time_to_first_token_ms", finished.ttft_ms),
-            (
-                "gen_ai_server_time_per_output_token_us",
-                labels.time_per_output_token_us,
-            ),
-        ] {
-            if let Some(value) = value {
-                let name = labelled_name(metric, &[provider, operation, model]);
-                record(self.histogram(name), value);
-            }
-        }
-        for (kind, tokens) in [
-            ("input", labels.input_tokens),
-            ("output", labels.output_tokens),
-        ] {
-            if let Some(n) = tokens {
-                let name = labelled_name(
-                    "gen_ai_client_token_usage",
-                    &[provider, operation, model, ("gen_ai_token_type", kind)],
-                );
-                record(self.histogram(name), n);
-            }
-        }
-    }
-
-    fn histogram(&mut self, name: String) -> Option<u32> {
-        self.metric(MetricType::Histogram, name)
+        self.bounds.overflowed() - before
     }
 }
 
@@ -566,6 +490,7 @@ impl RootContext for StreamtapRoot {
             settings,
             tap: None,
             watched: None,
+            consumer: None,
         }))
     }
 
@@ -580,6 +505,8 @@ struct StreamtapHttp {
     tap: Option<CallTap>,
     /// A sampled event stream, while the tick watches it.
     watched: Option<Watched>,
+    /// The `metric_labels.consumer_header` value of a sampled call.
+    consumer: Option<String>,
 }
 
 /// A stream on the `streams_active` gauge (and on `streams_stalled` while the
@@ -636,7 +563,12 @@ fn response_header(name: &str) -> Option<Vec<u8>> {
 }
 
 fn code_details() -> String {
-    hostcalls::get_property(vec!["response", "code_details"])
+    property_string(&["response", "code_details"])
+}
+
+/// An Envoy attribute as text ("" when absent).
+fn property_string(path: &[&str]) -> String {
+    hostcalls::get_property(path.to_vec())
         .ok()
         .flatten()
         .map(|b| String::from_utf8_lossy(&b).into_owned())
@@ -672,18 +604,29 @@ impl StreamtapHttp {
             add(metrics.calls_not_completed, 1);
         }
         add(metrics.decode_capped, u64::from(finished.decode_capped));
-        let max_models = settings.config.max_label_values;
-        LABELLED.with(|cell| {
-            if let Ok(mut stats) = cell.try_borrow_mut() {
-                stats
-                    .get_or_insert_with(|| LabelledStats {
-                        ids: Vec::new(),
-                        models: BoundedValues::new(max_models),
-                        overflow: None,
-                    })
-                    .count(&finished, max_models);
-            }
+        let max_values = settings.config.max_label_values;
+        let wanted = &settings.config.metric_labels;
+        let route = wanted
+            .route
+            .then(|| property_string(&["xds", "route_name"]));
+        let cluster = wanted
+            .upstream_cluster
+            .then(|| property_string(&["xds", "cluster_name"]));
+        let place = Place {
+            consumer: self.consumer.as_deref(),
+            route: route.as_deref(),
+            upstream_cluster: cluster.as_deref(),
+        };
+        let overflowed = LABELLED.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut stats) => stats
+                .get_or_insert_with(|| LabelledStats {
+                    ids: Vec::new(),
+                    bounds: LabelBounds::new(max_values),
+                })
+                .count(&finished, &place, max_values),
+            Err(_) => 0,
         });
+        add(metrics.label_overflow, overflowed);
         if let Some(verdict) = finished.verdict {
             let index = Verdict::ALL.iter().position(|v| *v == verdict);
             add(
@@ -757,6 +700,10 @@ impl HttpContext for StreamtapHttp {
         }
         if let Some(pricing) = &plugin.pricing {
             call.set_pricing(Rc::clone(pricing));
+        }
+        // Refused at configure time when it names a credential header.
+        if let Some(name) = &plugin.config.metric_labels.consumer_header {
+            self.consumer = Some(lossy(request_header(name)).unwrap_or_default());
         }
         self.tap = Some(call);
         Action::Continue

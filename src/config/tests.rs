@@ -333,3 +333,52 @@ fn max_label_values_has_a_default_and_a_range() {
         );
     }
 }
+
+#[test]
+fn metric_labels_name_a_plain_header_never_a_credential() {
+    let c = Config::parse(
+        br#"{"metric_labels":{"consumer_header":"X-Tenant-Id","route":true,"upstream_cluster":true}}"#,
+    )
+    .unwrap();
+    assert_eq!(
+        c.metric_labels,
+        MetricLabels {
+            consumer_header: Some("x-tenant-id".to_string()),
+            route: true,
+            upstream_cluster: true,
+        }
+    );
+    assert_eq!(
+        Config::parse(b"{}").unwrap().metric_labels,
+        MetricLabels::default()
+    );
+    for credential in CREDENTIAL_HEADERS {
+        let bad = format!(r#"{{"metric_labels":{{"consumer_header":"{credential}"}}}}"#);
+        let e = Config::parse(bad.as_bytes()).unwrap_err();
+        assert_eq!(e.field, "metric_labels.consumer_header", "{bad}");
+        assert!(e.message.contains("credential"), "{e}");
+    }
+    for (bad, field) in [
+        (
+            r#"{"metric_labels":{"consumer_header":"Authorization"}}"#,
+            "metric_labels.consumer_header",
+        ),
+        (
+            r#"{"metric_labels":{"consumer_header":""}}"#,
+            "metric_labels.consumer_header",
+        ),
+        (
+            r#"{"metric_labels":{"consumer_header":"x-team"},"capture":{"redact_headers":["x-team"]}}"#,
+            "metric_labels.consumer_header",
+        ),
+        (r#"{"metric_labels":{"route":1}}"#, "metric_labels.route"),
+        (r#"{"metric_labels":{"user":true}}"#, "metric_labels.user"),
+        (r#"{"metric_labels":[]}"#, "metric_labels"),
+    ] {
+        assert_eq!(
+            Config::parse(bad.as_bytes()).unwrap_err().field,
+            field,
+            "{bad}"
+        );
+    }
+}

@@ -8,12 +8,13 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 use std::time::Duration;
 
+use crate::daemon::{free_port_probe, wait_ready};
 use crate::http1;
 use crate::wait::eventually;
 
@@ -529,32 +530,21 @@ impl Envoy {
     }
 
     fn wait_ready(&mut self) -> Result<(), String> {
-        let mut last = String::from("not polled yet");
-        // `Some(Ok)`: ready; `Some(Err)`: Envoy is gone; `None`: not yet.
-        let outcome = eventually(READY_TIMEOUT, || {
-            if let Some(child) = self.child.as_mut() {
-                match child.try_wait() {
-                    Ok(Some(status)) => return Some(Err(format!("Envoy exited ({status})"))),
-                    Ok(None) => {}
-                    Err(e) => return Some(Err(format!("cannot poll the Envoy process: {e}"))),
-                }
-            }
-            last = match http_get(self.admin, "/ready", Duration::from_secs(1)) {
-                Ok((200, _)) => {
-                    if TcpStream::connect_timeout(&self.listener, Duration::from_secs(1)).is_ok() {
-                        return Some(Ok(()));
-                    }
-                    format!(
-                        "admin ready but listener {} refuses connections",
-                        self.listener
-                    )
-                }
-                Ok((code, body)) => format!("admin /ready answered {code}: {}", body.trim()),
-                Err(e) => e,
-            };
-            None
-        });
-        outcome.unwrap_or_else(|| Err(format!("not ready after {READY_TIMEOUT:?} ({last})")))
+        let (admin, listener) = (self.admin, self.listener);
+        wait_ready(
+            self.child.as_mut(),
+            "Envoy",
+            READY_TIMEOUT,
+            || match http_get(admin, "/ready", Duration::from_secs(1)) {
+                Ok((200, _)) => TcpStream::connect_timeout(&listener, Duration::from_secs(1))
+                    .map(drop)
+                    .map_err(|_| {
+                        format!("admin ready but listener {listener} refuses connections")
+                    }),
+                Ok((code, body)) => Err(format!("admin /ready answered {code}: {}", body.trim())),
+                Err(e) => Err(e),
+            },
+        )
     }
 
     /// The process id of Envoy, while it runs.
@@ -718,16 +708,6 @@ fn log_excerpt(log: &str) -> String {
         out.push('\n');
     }
     out
-}
-
-fn free_port_probe() -> Result<(TcpListener, u16), String> {
-    let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .map_err(|e| format!("cannot bind 127.0.0.1:0 to find a free port: {e}"))?;
-    let port = l
-        .local_addr()
-        .map_err(|e| format!("cannot read a probe socket's port: {e}"))?
-        .port();
-    Ok((l, port))
 }
 
 /// A plain HTTP/1.1 `GET` with `Connection: close`: (status, body). Handles

@@ -4,10 +4,12 @@
 pub mod browser;
 pub mod client;
 pub mod collector;
+pub mod daemon;
 pub mod envoy;
 pub mod http1;
 pub mod nginx;
 pub mod procfs;
+pub mod prometheus;
 pub mod replay;
 pub mod scratch;
 pub mod scripted;

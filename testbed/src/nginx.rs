@@ -13,12 +13,12 @@
 //! when the request says `accept-encoding: gzip`.
 
 use std::fs;
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use crate::wait::eventually;
+use crate::daemon::{free_port_probe, wait_ready};
 
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -143,12 +143,7 @@ impl Nginx {
 
     fn start_once(bin: &Path, upstream: SocketAddr, opts: &NginxOptions) -> Result<Nginx, String> {
         let dir = crate::scratch::make_dir("nginx")?;
-        let probe = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-            .map_err(|e| format!("cannot bind 127.0.0.1:0 to find a free port: {e}"))?;
-        let port = probe
-            .local_addr()
-            .map_err(|e| format!("cannot read a probe socket's port: {e}"))?
-            .port();
+        let (probe, port) = free_port_probe()?;
         let config_path = dir.join("nginx.conf");
         fs::write(&config_path, render_config(&dir, port, upstream, opts))
             .map_err(|e| format!("cannot write {}: {e}", config_path.display()))?;
@@ -192,19 +187,11 @@ impl Nginx {
 
     fn wait_ready(&mut self) -> Result<(), String> {
         let addr = self.addr;
-        let outcome = eventually(READY_TIMEOUT, || {
-            if let Some(child) = self.child.as_mut() {
-                match child.try_wait() {
-                    Ok(Some(status)) => return Some(Err(format!("nginx exited ({status})"))),
-                    Ok(None) => {}
-                    Err(e) => return Some(Err(format!("cannot poll the nginx process: {e}"))),
-                }
-            }
+        wait_ready(self.child.as_mut(), "nginx", READY_TIMEOUT, || {
             TcpStream::connect_timeout(&addr, Duration::from_millis(500))
-                .ok()
-                .map(|_| Ok(()))
-        });
-        outcome.unwrap_or_else(|| Err(format!("{addr} refused connections for {READY_TIMEOUT:?}")))
+                .map(drop)
+                .map_err(|e| format!("{addr} refuses connections: {e}"))
+        })
     }
 
     /// The process id of nginx, while it runs.
