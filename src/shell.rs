@@ -19,7 +19,9 @@ use crate::call::identity;
 use crate::call::live::{LiveStreams, Pulse};
 use crate::call::tap::{CallTap, Finished, TapSettings};
 use crate::config::{self, Config, ExportFormat};
-use crate::export::labels::{samples, LabelBounds, Place, SampleKind};
+use crate::export::labels::{
+    samples, LabelBounds, Place, SampleKind, SharedValues, LABEL_LIST_KEYS,
+};
 use crate::export::queue::{BatchResult, CollectorReply, ExportQueue, SharedQueue};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -145,6 +147,49 @@ enum HostCall {
     SetFilterState,
     AddHeader,
     Done,
+    SharedData,
+}
+
+/// The label lists of `export::labels` in Envoy's shared data: one store
+/// per `vm_id` for the whole process, so every worker's VM and the VMs of
+/// later config pushes share one bound.
+struct HostShared;
+
+impl SharedValues for HostShared {
+    fn load(&mut self, key: &str) -> Option<(Vec<u8>, u32)> {
+        match hostcalls::get_shared_data(key) {
+            Ok((bytes, version)) => Some((bytes.unwrap_or_default(), version.unwrap_or(0))),
+            Err(status) => {
+                host_call_failed(HostCall::SharedData, status);
+                None
+            }
+        }
+    }
+
+    fn store(&mut self, key: &str, list: &[u8], version: u32) -> bool {
+        // Version 0 (never stored) cannot be checked by the host: the key
+        // is created at configure time, so that only happens if that failed.
+        match hostcalls::set_shared_data(key, Some(list), Some(version).filter(|&v| v > 0)) {
+            Ok(()) => true,
+            Err(Status::CasMismatch) => false,
+            Err(status) => {
+                host_call_failed(HostCall::SharedData, status);
+                false
+            }
+        }
+    }
+}
+
+/// Creates the label lists that do not exist yet (empty), so every later
+/// write is checked against the version it read.
+fn create_label_lists() {
+    for key in LABEL_LIST_KEYS {
+        if let Ok((None, None)) = hostcalls::get_shared_data(key) {
+            if let Err(status) = hostcalls::set_shared_data(key, Some(b""), None) {
+                host_call_failed(HostCall::SharedData, status);
+            }
+        }
+    }
 }
 
 /// The labelled stats of this VM: each label set's metric id, defined once,
@@ -180,7 +225,7 @@ impl LabelledStats {
             self.bounds = LabelBounds::new(max_values);
         }
         let before = self.bounds.overflowed();
-        for sample in samples(finished, place, &mut self.bounds) {
+        for sample in samples(finished, place, &mut self.bounds, &mut HostShared) {
             match sample.kind {
                 SampleKind::Counter => {
                     add(self.metric(MetricType::Counter, sample.name), sample.value)
@@ -442,6 +487,7 @@ impl RootContext for StreamtapRoot {
             }
         };
         proxy_wasm::set_log_level(log_level(config.log_level));
+        create_label_lists();
         let metrics = match &self.settings {
             Some(settings) => settings.metrics,
             None => Metrics::define(),

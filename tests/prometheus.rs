@@ -450,3 +450,47 @@ fn a_real_prometheus_charts_tokens_cost_and_ttft_by_model_and_every_dashboard_qu
         .unwrap();
     assert!(none.iter().all(|(_, v)| !v.is_finite()), "{none:?}");
 }
+
+#[test]
+fn the_model_bound_holds_across_the_workers_vms() {
+    let config = r#"{"collector":{"cluster":"streamtap_collector","flush_interval_ms":50,"timeout_ms":1000},"max_label_values":2}"#;
+    let stack = support::FaultStack::start_with(config, |o| o.with_concurrency(2));
+    let body = concat!(
+        "data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\n",
+        "data: [DONE]\n\n"
+    );
+    let models: Vec<String> = (0..8).map(|i| format!("model-{i}")).collect();
+    for model in &models {
+        let request = format!(r#"{{"model":"{model}","stream":true,"messages":[]}}"#);
+        let script = testbed::scripted::Script::sse(body);
+        let (_, served, _) = stack.call("/v1/chat/completions", script, &[], request.as_bytes());
+        stack.summary_for(&served);
+    }
+    // Each worker has its own VM: both served calls.
+    let stats = stack.envoy.stats().unwrap();
+    let per_worker: Vec<u64> = ["worker_0", "worker_1"]
+        .iter()
+        .map(|w| {
+            stats
+                .iter()
+                .filter(|(k, _)| {
+                    k.starts_with("listener.") && k.ends_with(&format!("{w}.downstream_cx_total"))
+                })
+                .map(|(_, v)| *v)
+                .sum()
+        })
+        .collect();
+    assert!(
+        per_worker.iter().all(|&n| n > 0),
+        "one worker took every call: {per_worker:?}"
+    );
+    let (_, text) = stack.envoy.admin_get("/stats/prometheus").unwrap();
+    let kept: std::collections::BTreeSet<String> = series(&text, "streamtap_gen_ai_calls")
+        .into_iter()
+        .map(|(l, _)| l["gen_ai_request_model"].clone())
+        .filter(|m| m != "other")
+        .collect();
+    // Two values for the process, not two per VM.
+    assert_eq!(kept.len(), 2, "{kept:?}\n{text}");
+    assert_eq!(stack.envoy.stat("wasmcustom.streamtap.label_overflow"), 6);
+}

@@ -24,8 +24,9 @@ const MAX_VALUE_BYTES: usize = 192;
 
 /// A label's value as it may appear in a stat name. `;` and `=` make the
 /// delimiters, so a value (a model id comes from the client) never holds
-/// them: it could not forge or break another label's segment.
-fn clean(value: &str) -> String {
+/// them: it could not forge or break another label's segment. Control
+/// characters go too (the shared list is newline-separated).
+pub fn clean(value: &str) -> String {
     if value.is_empty() {
         return "unknown".to_string();
     }
@@ -33,7 +34,7 @@ fn clean(value: &str) -> String {
     while !value.is_char_boundary(end) {
         end -= 1;
     }
-    value[..end].replace([';', '='], "_")
+    value[..end].replace(|c: char| c == ';' || c == '=' || c.is_control(), "_")
 }
 
 /// The stat name of `metric` with these labels.
@@ -54,9 +55,29 @@ fn name_with(metric: &str, labels: &[(&str, &str)], more: &[(&str, &str)]) -> St
     name
 }
 
-/// The distinct values seen for one label, at most `max_values`.
+/// Where the admitted values of a label are kept for every VM of the
+/// process (every worker, and the VMs a config push brings): Envoy's shared
+/// data, in the shell.
+pub trait SharedValues {
+    /// The stored list and its version; None when it cannot be read.
+    fn load(&mut self, key: &str) -> Option<(Vec<u8>, u32)>;
+    /// Stores the list if its version is still `version`; false when another
+    /// VM wrote first (or the store failed).
+    fn store(&mut self, key: &str, list: &[u8], version: u32) -> bool;
+}
+
+/// Tries to add a value to the shared list before giving up on it.
+const STORE_TRIES: usize = 4;
+
+/// The distinct values of one label, at most `max_values` in the process:
+/// the first ones any VM saw. This VM keeps a copy of the list, so a known
+/// value costs no host call; a new one reads (and maybe extends) the shared
+/// list once.
 #[derive(Debug, Default)]
 pub struct BoundedValues {
+    /// The shared data key of the list (newline-separated values).
+    key: &'static str,
+    /// The list as last read, at most `max_values`.
     seen: Vec<String>,
     max_values: usize,
     /// Values counted under `other` because the bound was full.
@@ -66,8 +87,9 @@ pub struct BoundedValues {
 pub const OTHER: &str = "other";
 
 impl BoundedValues {
-    pub fn new(max_values: usize) -> Self {
+    pub fn new(key: &'static str, max_values: usize) -> Self {
         BoundedValues {
+            key,
             seen: Vec::new(),
             max_values,
             overflowed: 0,
@@ -78,17 +100,43 @@ impl BoundedValues {
         self.max_values
     }
 
-    /// The value to label with: itself while the bound has room, else `other`.
-    pub fn admit<'a>(&mut self, value: &'a str) -> &'a str {
-        if self.seen.iter().any(|v| v == value) {
+    /// The value to label with: itself while the process-wide bound has room
+    /// (or it is already in), else `other`. `value` is already cleaned.
+    pub fn admit(&mut self, value: String, shared: &mut dyn SharedValues) -> String {
+        if self.seen.contains(&value) {
             return value;
         }
+        // The list only grows, so a full copy is still the list.
         if self.seen.len() < self.max_values {
-            self.seen.push(value.to_string());
-            return value;
+            for _ in 0..STORE_TRIES {
+                let Some((bytes, version)) = shared.load(self.key) else {
+                    break;
+                };
+                self.seen = String::from_utf8_lossy(&bytes)
+                    .split('\n')
+                    .filter(|v| !v.is_empty())
+                    .take(self.max_values)
+                    .map(str::to_string)
+                    .collect();
+                if self.seen.contains(&value) {
+                    return value;
+                }
+                if self.seen.len() >= self.max_values {
+                    break;
+                }
+                let mut list = bytes;
+                if !list.is_empty() {
+                    list.push(b'\n');
+                }
+                list.extend_from_slice(value.as_bytes());
+                if shared.store(self.key, &list, version) {
+                    self.seen.push(value.clone());
+                    return value;
+                }
+            }
         }
         self.overflowed += 1;
-        OTHER
+        OTHER.to_string()
     }
 }
 
@@ -100,6 +148,15 @@ pub struct Place<'a> {
     pub route: Option<&'a str>,
     pub upstream_cluster: Option<&'a str>,
 }
+
+/// The shared data keys of the bounded labels' lists: model, consumer,
+/// route, upstream cluster.
+pub const LABEL_LIST_KEYS: [&str; 4] = [
+    "streamtap.label.gen_ai_request_model",
+    "streamtap.label.consumer",
+    "streamtap.label.route",
+    "streamtap.label.upstream_cluster",
+];
 
 /// The bounded labels of one VM.
 #[derive(Debug, Default)]
@@ -113,10 +170,10 @@ pub struct LabelBounds {
 impl LabelBounds {
     pub fn new(max_values: usize) -> Self {
         LabelBounds {
-            models: BoundedValues::new(max_values),
-            consumers: BoundedValues::new(max_values),
-            routes: BoundedValues::new(max_values),
-            clusters: BoundedValues::new(max_values),
+            models: BoundedValues::new(LABEL_LIST_KEYS[0], max_values),
+            consumers: BoundedValues::new(LABEL_LIST_KEYS[1], max_values),
+            routes: BoundedValues::new(LABEL_LIST_KEYS[2], max_values),
+            clusters: BoundedValues::new(LABEL_LIST_KEYS[3], max_values),
         }
     }
 
@@ -150,18 +207,22 @@ pub struct Sample {
 /// The labelled stats a finished call adds to: calls, tokens and cost
 /// counters (labelled by the place too), and the GenAI histograms by
 /// provider, operation and model (the place would multiply their series).
-pub fn samples(finished: &Finished, place: &Place<'_>, bounds: &mut LabelBounds) -> Vec<Sample> {
+pub fn samples(
+    finished: &Finished,
+    place: &Place<'_>,
+    bounds: &mut LabelBounds,
+    shared: &mut dyn SharedValues,
+) -> Vec<Sample> {
     let labels = &finished.labels;
-    let model = bounds
-        .models
-        .admit(labels.model.as_deref().unwrap_or("unknown"));
+    let model = labels.model.as_deref().unwrap_or("unknown");
+    let model = bounds.models.admit(clean(model), shared);
     let provider = ("gen_ai_provider_name", labels.provider);
-    let model = ("gen_ai_request_model", model);
+    let model = ("gen_ai_request_model", model.as_str());
     let operation = (
         "gen_ai_operation_name",
         labels.operation.unwrap_or("unknown"),
     );
-    let mut whose: Vec<(&str, &str)> = Vec::new();
+    let mut admitted: Vec<(&str, String)> = Vec::new();
     for (tag, value, bound) in [
         ("consumer", place.consumer, &mut bounds.consumers),
         ("route", place.route, &mut bounds.routes),
@@ -172,9 +233,10 @@ pub fn samples(finished: &Finished, place: &Place<'_>, bounds: &mut LabelBounds)
         ),
     ] {
         if let Some(value) = value {
-            whose.push((tag, bound.admit(value)));
+            admitted.push((tag, bound.admit(clean(value), shared)));
         }
     }
+    let whose: Vec<(&str, &str)> = admitted.iter().map(|(t, v)| (*t, v.as_str())).collect();
     let mut out = Vec::with_capacity(12);
     let mut counter = |name: String, value: u64| {
         out.push(Sample {
@@ -328,7 +390,12 @@ mod tests {
     #[test]
     fn a_call_adds_to_its_counters_and_histograms_once_each() {
         let mut bounds = LabelBounds::new(10);
-        let got = samples(&finished("claude-x"), &Place::default(), &mut bounds);
+        let got = samples(
+            &finished("claude-x"),
+            &Place::default(),
+            &mut bounds,
+            &mut Store::default(),
+        );
         let names: Vec<(&str, u64)> = got.iter().map(|s| (s.name.as_str(), s.value)).collect();
         let p = "gen_ai_provider_name=.anthropic;.";
         let m = "gen_ai_request_model=.claude-x;.";
@@ -366,12 +433,13 @@ mod tests {
     #[test]
     fn the_place_labels_the_counters_only_and_is_bounded() {
         let mut bounds = LabelBounds::new(1);
+        let mut store = Store::default();
         let place = Place {
             consumer: Some("team-a"),
             route: Some("chat"),
             upstream_cluster: Some("outbound|443||api.anthropic.com"),
         };
-        let got = samples(&finished("m1"), &place, &mut bounds);
+        let got = samples(&finished("m1"), &place, &mut bounds, &mut store);
         let whose =
             "consumer=.team-a;.route=.chat;.upstream_cluster=.outbound|443||api.anthropic.com;.";
         for s in &got {
@@ -386,20 +454,101 @@ mod tests {
             consumer: Some("team-b"),
             ..place
         };
-        let got = samples(&finished("m2"), &other_team, &mut bounds);
+        let got = samples(&finished("m2"), &other_team, &mut bounds, &mut store);
         assert!(got[0].name.contains("gen_ai_request_model=.other;."));
         assert!(got[0].name.contains("consumer=.other;.route=.chat;."));
         assert_eq!(bounds.overflowed(), 2);
     }
 
+    /// Envoy's shared data as the host keeps it: a value and a version per
+    /// key; `lose` makes the next stores fail as if another VM wrote first.
+    #[derive(Default)]
+    struct Store {
+        data: std::collections::BTreeMap<String, (Vec<u8>, u32)>,
+        lose: usize,
+        loads: usize,
+    }
+
+    impl SharedValues for Store {
+        fn load(&mut self, key: &str) -> Option<(Vec<u8>, u32)> {
+            self.loads += 1;
+            Some(self.data.get(key).cloned().unwrap_or_default())
+        }
+
+        fn store(&mut self, key: &str, list: &[u8], version: u32) -> bool {
+            let current = self.data.get(key).map_or(0, |d| d.1);
+            if self.lose > 0 || current != version {
+                self.lose = self.lose.saturating_sub(1);
+                // The other VM's write moved the version on.
+                self.data.entry(key.to_string()).or_default().1 += 1;
+                return false;
+            }
+            self.data
+                .insert(key.to_string(), (list.to_vec(), version + 1));
+            true
+        }
+    }
+
+    fn admit(b: &mut BoundedValues, store: &mut Store, value: &str) -> String {
+        b.admit(value.to_string(), store)
+    }
+
     #[test]
     fn past_the_bound_values_are_other() {
-        let mut b = BoundedValues::new(2);
-        assert_eq!(b.admit("a"), "a");
-        assert_eq!(b.admit("b"), "b");
-        assert_eq!(b.admit("a"), "a");
-        assert_eq!(b.admit("c"), OTHER);
-        assert_eq!(b.admit("d"), OTHER);
+        let mut store = Store::default();
+        let mut b = BoundedValues::new("k", 2);
+        assert_eq!(admit(&mut b, &mut store, "a"), "a");
+        assert_eq!(admit(&mut b, &mut store, "b"), "b");
+        assert_eq!(admit(&mut b, &mut store, "a"), "a");
+        assert_eq!(admit(&mut b, &mut store, "c"), OTHER);
+        assert_eq!(admit(&mut b, &mut store, "d"), OTHER);
         assert_eq!(b.overflowed, 2);
+        // Known values and a full list cost no host call.
+        let loads = store.loads;
+        admit(&mut b, &mut store, "a");
+        admit(&mut b, &mut store, "e");
+        assert_eq!(store.loads, loads);
+    }
+
+    #[test]
+    fn the_bound_holds_for_every_vm_of_the_process() {
+        // Two workers, then the VM a config push brings: one shared list.
+        let mut store = Store::default();
+        let mut vms: Vec<BoundedValues> = (0..3).map(|_| BoundedValues::new("k", 2)).collect();
+        assert_eq!(admit(&mut vms[0], &mut store, "a"), "a");
+        assert_eq!(admit(&mut vms[1], &mut store, "b"), "b");
+        assert_eq!(admit(&mut vms[1], &mut store, "a"), "a");
+        for vm in &mut vms {
+            assert_eq!(admit(vm, &mut store, "c"), OTHER);
+        }
+        assert_eq!(admit(&mut vms[2], &mut store, "b"), "b");
+        assert_eq!(store.data["k"].0, b"a\nb");
+        // Without the shared list each VM would have kept its own two.
+        let total: u64 = vms.iter().map(|v| v.overflowed).sum();
+        assert_eq!(total, 3);
+    }
+
+    #[test]
+    fn a_lost_race_retries_and_an_unreadable_store_counts_other() {
+        let mut store = Store {
+            lose: 2,
+            ..Store::default()
+        };
+        let mut b = BoundedValues::new("k", 2);
+        assert_eq!(admit(&mut b, &mut store, "a"), "a");
+        store.lose = STORE_TRIES;
+        assert_eq!(admit(&mut b, &mut store, "b"), OTHER);
+        struct Broken;
+        impl SharedValues for Broken {
+            fn load(&mut self, _: &str) -> Option<(Vec<u8>, u32)> {
+                None
+            }
+            fn store(&mut self, _: &str, _: &[u8], _: u32) -> bool {
+                unreachable!("never stores what it could not read")
+            }
+        }
+        let mut fresh = BoundedValues::new("k", 2);
+        assert_eq!(fresh.admit("z".to_string(), &mut Broken), OTHER);
+        assert_eq!(fresh.overflowed, 1);
     }
 }
