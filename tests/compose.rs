@@ -29,6 +29,8 @@ use testbed::wait::eventually;
 const LISTENER: &str = "127.0.0.1:10000";
 const ADMIN: &str = "127.0.0.1:9901";
 const COLLECTOR: &str = "127.0.0.1:18082";
+/// The compose Prometheus, scraping Envoy every 5 s.
+const PROMETHEUS: &str = "127.0.0.1:19090";
 
 const TOKENS: usize = 10;
 const INTERVAL_MS: u64 = 100;
@@ -255,6 +257,21 @@ fn compose_stack_streams_live_and_the_collector_gets_the_summary() {
         (50.0..=150.0).contains(&max_gap),
         "max_gap_ms {max_gap} for tokens {INTERVAL_MS} ms apart"
     );
+
+    // The compose Prometheus has the call's labelled stats from Envoy.
+    let prometheus = testbed::prometheus::Api {
+        addr: addr(PROMETHEUS),
+    };
+    let output = prometheus
+        .query_until(
+            r#"sum by (gen_ai_request_model) (streamtap_gen_ai_tokens{gen_ai_token_type="output"})"#,
+            Duration::from_secs(30),
+            |s| !s.is_empty(),
+        )
+        .unwrap_or_else(|e| panic!("the compose Prometheus has no token counts: {e}"));
+    println!("Prometheus: output tokens by model {output:?}");
+    assert_eq!(output[0].0["gen_ai_request_model"], "gpt-4o-mini");
+    assert_eq!(Some(output[0].1), summary["output_tokens"].as_f64());
 }
 
 /// The liveness check itself: tokens spaced as sent pass; the same tokens

@@ -56,13 +56,29 @@ scrape_configs:
 /// One series of a query's result: its labels and its value.
 pub type Series = (BTreeMap<String, String>, f64);
 
+/// A client of a Prometheus server's query API (one this module started,
+/// or the compose stack's).
+#[derive(Debug, Clone, Copy)]
+pub struct Api {
+    pub addr: SocketAddr,
+}
+
 /// A running Prometheus. Dropping it kills the server and removes its dir.
+/// Its API's methods are its own (`Deref`).
 #[derive(Debug)]
 pub struct Prometheus {
-    /// `127.0.0.1:<port>`: its HTTP API.
-    pub addr: SocketAddr,
+    /// `127.0.0.1:<port>`.
+    pub api: Api,
     child: Option<Child>,
     dir: PathBuf,
+}
+
+impl std::ops::Deref for Prometheus {
+    type Target = Api;
+
+    fn deref(&self) -> &Api {
+        &self.api
+    }
 }
 
 impl Prometheus {
@@ -98,13 +114,13 @@ impl Prometheus {
             .stderr(Stdio::from(log.1))
             .spawn()
             .map_err(|e| format!("cannot start {}: {e}", bin.display()));
+        let addr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, port));
         let mut prometheus = Prometheus {
-            addr: SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, port)),
+            api: Api { addr },
             child: None,
             dir,
         };
         prometheus.child = Some(child?);
-        let addr = prometheus.addr;
         let ready = wait_ready(
             prometheus.child.as_mut(),
             "Prometheus",
@@ -124,6 +140,26 @@ impl Prometheus {
         }
     }
 
+    /// The temp dir holding the config, the TSDB and the log.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// What Prometheus logged.
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.dir.join("prometheus.log")).unwrap_or_default()
+    }
+
+    /// Kills Prometheus now. Idempotent; `drop` calls it too.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Api {
     /// An instant query: the series of its vector (a scalar is one series
     /// without labels). Err for a refused query or an API error.
     pub fn query(&self, promql: &str) -> Result<Vec<Series>, String> {
@@ -163,24 +199,6 @@ impl Prometheus {
             s.iter().any(|(_, t)| *t > since)
         })
         .map(drop)
-    }
-
-    /// The temp dir holding the config, the TSDB and the log.
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
-    /// What Prometheus logged.
-    pub fn log(&self) -> String {
-        fs::read_to_string(self.dir.join("prometheus.log")).unwrap_or_default()
-    }
-
-    /// Kills Prometheus now. Idempotent; `drop` calls it too.
-    pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
     }
 }
 
