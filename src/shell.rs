@@ -634,24 +634,10 @@ fn lossy(bytes: Option<Vec<u8>>) -> Option<String> {
 }
 
 impl StreamtapHttp {
-    fn publish(&mut self, finished: Finished) {
-        if let Some(watched) = self.watched.take() {
-            watched.end();
-        }
-        let content = self.tap.as_ref().map(|t| t.content()).unwrap_or_default();
-        set_filter_state(SUMMARY_KEY, finished.summary_json.as_bytes());
-        set_filter_state(CONTENT_KEY, content.as_bytes());
-        let settings = &self.settings;
-        let metrics = settings.metrics;
-        add(metrics.calls, 1);
-        add(metrics.stream_events, finished.events);
-        add(metrics.parse_errors, finished.parse_errors);
-        if finished.outcome != crate::call::record::Outcome::Completed {
-            add(metrics.calls_not_completed, 1);
-        }
-        add(metrics.decode_capped, u64::from(finished.decode_capped));
-        let max_values = settings.config.max_label_values;
-        let wanted = &settings.config.metric_labels;
+    /// The labelled GenAI stats of a finished call.
+    fn count_labelled(&self, finished: &Finished) {
+        let max_values = self.settings.config.max_label_values;
+        let wanted = &self.settings.config.metric_labels;
         let route = wanted
             .route
             .then(|| property_string(&["xds", "route_name"]));
@@ -669,10 +655,31 @@ impl StreamtapHttp {
                     ids: Vec::new(),
                     bounds: LabelBounds::new(max_values),
                 })
-                .count(&finished, &place, max_values),
+                .count(finished, &place, max_values),
             Err(_) => 0,
         });
-        add(metrics.label_overflow, overflowed);
+        add(self.settings.metrics.label_overflow, overflowed);
+    }
+
+    fn publish(&mut self, finished: Finished) {
+        if let Some(watched) = self.watched.take() {
+            watched.end();
+        }
+        let content = self.tap.as_ref().map(|t| t.content()).unwrap_or_default();
+        set_filter_state(SUMMARY_KEY, finished.summary_json.as_bytes());
+        set_filter_state(CONTENT_KEY, content.as_bytes());
+        let settings = &self.settings;
+        let metrics = settings.metrics;
+        add(metrics.calls, 1);
+        add(metrics.stream_events, finished.events);
+        add(metrics.parse_errors, finished.parse_errors);
+        if finished.outcome != crate::call::record::Outcome::Completed {
+            add(metrics.calls_not_completed, 1);
+        }
+        add(metrics.decode_capped, u64::from(finished.decode_capped));
+        if settings.config.labelled_stats {
+            self.count_labelled(&finished);
+        }
         if let Some(verdict) = finished.verdict {
             let index = Verdict::ALL.iter().position(|v| *v == verdict);
             add(

@@ -128,6 +128,9 @@ pub struct Ratios {
     pub stream_health_price: HealthPrice,
     /// streamtap with `capture.timeline` on − streamtap, Envoy CPU µs per event.
     pub timeline_price: HealthPrice,
+    /// streamtap − streamtap with `labelled_stats` off: the labelled GenAI
+    /// stats' price per event (per call: × the workload's 50 events).
+    pub labelled_stats_price: HealthPrice,
 }
 
 /// The price of the streaming-health accounting: streamtap's Envoy CPU µs per
@@ -197,6 +200,9 @@ impl Ratios {
         let timeline_price = |pick: Pick| {
             PricedDifference::of(a, Variant::StreamtapTimeline, Variant::Streamtap, pick)
         };
+        let labels_price = |pick: Pick| {
+            PricedDifference::of(a, Variant::Streamtap, Variant::StreamtapNoLabels, pick)
+        };
         Ratios {
             vs_plain_envoy: vs(Variant::Plain),
             vs_empty_wasm: vs(Variant::EmptyWasm),
@@ -218,6 +224,10 @@ impl Ratios {
             timeline_price: HealthPrice {
                 paced_cpu_us_per_event: timeline_price(|f| f.paced.cpu.envoy_cpu_us_per_event),
                 sat_cpu_us_per_event: timeline_price(|f| f.sat.cpu.envoy_cpu_us_per_event),
+            },
+            labelled_stats_price: HealthPrice {
+                paced_cpu_us_per_event: labels_price(|f| f.paced.cpu.envoy_cpu_us_per_event),
+                sat_cpu_us_per_event: labels_price(|f| f.sat.cpu.envoy_cpu_us_per_event),
             },
         }
     }

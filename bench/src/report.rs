@@ -251,6 +251,12 @@ fn print_headlines(r: &Results) {
         Variant::Streamtap,
         &ratios.timeline_price,
     );
+    print_price(
+        "the labelled GenAI stats (labelled_stats)",
+        Variant::Streamtap,
+        Variant::StreamtapNoLabels,
+        &ratios.labelled_stats_price,
+    );
     let m = r.memory.as_ref();
     let b = |x: Option<f64>| x.unwrap_or(f64::NAN);
     println!(

@@ -16,17 +16,21 @@ pub enum Variant {
     /// streamtap with `capture.timeline` on: the price of the flight recorder
     /// is this one's figure minus streamtap's.
     StreamtapTimeline,
+    /// streamtap with `labelled_stats` false: the price of the labelled
+    /// GenAI stats (~11 host calls per call) is streamtap's figure minus this one's.
+    StreamtapNoLabels,
     SseToMetadata,
     Buffering,
 }
 
-pub const VARIANTS: [Variant; 8] = [
+pub const VARIANTS: [Variant; 9] = [
     Variant::Direct,
     Variant::Plain,
     Variant::EmptyWasm,
     Variant::Streamtap,
     Variant::StreamtapNoHealth,
     Variant::StreamtapTimeline,
+    Variant::StreamtapNoLabels,
     Variant::SseToMetadata,
     Variant::Buffering,
 ];
@@ -41,6 +45,7 @@ impl Variant {
             Variant::Streamtap => "streamtap",
             Variant::StreamtapNoHealth => "streamtap_no_health",
             Variant::StreamtapTimeline => "streamtap_timeline",
+            Variant::StreamtapNoLabels => "streamtap_no_labels",
             Variant::SseToMetadata => "sse_to_metadata",
             Variant::Buffering => "buffering_lua",
         }
@@ -58,6 +63,7 @@ impl Variant {
             Variant::Streamtap => "streamtap",
             Variant::StreamtapNoHealth => "streamtap, stream_health off",
             Variant::StreamtapTimeline => "streamtap, capture.timeline on",
+            Variant::StreamtapNoLabels => "streamtap, labelled_stats off",
             Variant::SseToMetadata => "native sse_to_metadata",
             Variant::Buffering => "buffering Lua (control)",
         }
@@ -69,9 +75,10 @@ impl Variant {
             Variant::Direct => None,
             Variant::Plain => Some(FilterVariant::NoFilter),
             Variant::EmptyWasm => Some(FilterVariant::EmptyWasm),
-            Variant::Streamtap | Variant::StreamtapNoHealth | Variant::StreamtapTimeline => {
-                Some(FilterVariant::Streamtap)
-            }
+            Variant::Streamtap
+            | Variant::StreamtapNoHealth
+            | Variant::StreamtapTimeline
+            | Variant::StreamtapNoLabels => Some(FilterVariant::Streamtap),
             Variant::SseToMetadata => Some(FilterVariant::SseToMetadata),
             Variant::Buffering => Some(FilterVariant::BufferingLua),
         }
@@ -87,6 +94,8 @@ impl Variant {
             Variant::StreamtapNoHealth => RGBColor(255, 152, 150),
             // Streamtap's red, darker.
             Variant::StreamtapTimeline => RGBColor(140, 20, 30),
+            // Streamtap's red, greyer.
+            Variant::StreamtapNoLabels => RGBColor(190, 110, 110),
             Variant::SseToMetadata => RGBColor(148, 103, 189),
             Variant::Buffering => RGBColor(255, 127, 14),
         }
@@ -97,25 +106,34 @@ impl Variant {
     pub fn is_streamtap(self) -> bool {
         matches!(
             self,
-            Variant::Streamtap | Variant::StreamtapNoHealth | Variant::StreamtapTimeline
+            Variant::Streamtap
+                | Variant::StreamtapNoHealth
+                | Variant::StreamtapTimeline
+                | Variant::StreamtapNoLabels
         )
     }
 
     /// The plugin config of a streamtap variant, from streamtap's
     /// (`BENCH_STREAMTAP_CONFIG`, else the default): the same, plus
     /// `"stream_health":{"enabled":false}` for [`Variant::StreamtapNoHealth`],
-    /// `"capture":{"timeline":true}` for [`Variant::StreamtapTimeline`].
+    /// `"capture":{"timeline":true}` for [`Variant::StreamtapTimeline`],
+    /// `"labelled_stats":false` for [`Variant::StreamtapNoLabels`].
     /// Other variants ignore it.
     pub fn plugin_config(self, streamtap: &str) -> Result<String, String> {
         let (section, field, value) = match self {
-            Variant::StreamtapNoHealth => ("stream_health", "enabled", false),
-            Variant::StreamtapTimeline => ("capture", "timeline", true),
+            Variant::StreamtapNoHealth => (Some("stream_health"), "enabled", false),
+            Variant::StreamtapTimeline => (Some("capture"), "timeline", true),
+            Variant::StreamtapNoLabels => (None, "labelled_stats", false),
             _ => return Ok(streamtap.to_string()),
         };
         let mut config: Value = serde_json::from_str(streamtap)
             .map_err(|e| format!("streamtap's plugin config is not JSON: {e}"))?;
         let Some(object) = config.as_object_mut() else {
             return Err("streamtap's plugin config is not a JSON object".to_string());
+        };
+        let Some(section) = section else {
+            object.insert(field.to_string(), Value::Bool(value));
+            return Ok(config.to_string());
         };
         let part = object
             .entry(section)
@@ -165,6 +183,11 @@ mod tests {
         let on: Value =
             serde_json::from_str(&Variant::StreamtapTimeline.plugin_config(base).unwrap()).unwrap();
         assert_eq!(on["capture"]["timeline"], true);
+        let unlabelled: Value =
+            serde_json::from_str(&Variant::StreamtapNoLabels.plugin_config(base).unwrap()).unwrap();
+        let mut want: Value = serde_json::from_str(base).unwrap();
+        want["labelled_stats"] = Value::Bool(false);
+        assert_eq!(unlabelled, want);
         assert_eq!(
             Variant::from_key("streamtap_no_health"),
             Some(Variant::StreamtapNoHealth)

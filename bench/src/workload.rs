@@ -128,6 +128,9 @@ pub fn describe(settings: &Settings) -> Value {
         "streamtap_timeline_plugin_config": Variant::StreamtapTimeline
             .plugin_config(&settings.streamtap_config)
             .ok(),
+        "streamtap_no_labels_plugin_config": Variant::StreamtapNoLabels
+            .plugin_config(&settings.streamtap_config)
+            .ok(),
         "idle_capped_timeline_entries": IDLE_TIMELINE_ENTRIES,
     })
 }

@@ -352,6 +352,18 @@ fn metric_labels_name_a_plain_header_never_a_credential() {
         Config::parse(b"{}").unwrap().metric_labels,
         MetricLabels::default()
     );
+    assert!(Config::parse(b"{}").unwrap().labelled_stats);
+    assert!(
+        !Config::parse(br#"{"labelled_stats":false}"#)
+            .unwrap()
+            .labelled_stats
+    );
+    assert_eq!(
+        Config::parse(br#"{"labelled_stats":"no"}"#)
+            .unwrap_err()
+            .field,
+        "labelled_stats"
+    );
     for credential in CREDENTIAL_HEADERS {
         let bad = format!(r#"{{"metric_labels":{{"consumer_header":"{credential}"}}}}"#);
         let e = Config::parse(bad.as_bytes()).unwrap_err();
