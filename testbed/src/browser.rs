@@ -16,18 +16,10 @@ pub const TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The Chromium binary; None when there is none.
 pub fn chromium_bin() -> Option<PathBuf> {
-    if let Some(bin) = std::env::var_os("CHROMIUM_BIN").filter(|b| !b.is_empty()) {
-        return Some(PathBuf::from(bin));
-    }
-    let in_path = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|dir| dir.join("chromium"))
-            .find(|candidate| candidate.is_file())
-    });
-    in_path.or_else(|| {
-        let debian = PathBuf::from("/usr/bin/chromium");
-        debian.is_file().then_some(debian)
-    })
+    let bin = crate::daemon::find_bin("CHROMIUM_BIN", "chromium", "/usr/bin/chromium");
+    // A set CHROMIUM_BIN is taken as it is: a wrong one fails loudly.
+    (std::env::var_os("CHROMIUM_BIN").is_some_and(|b| !b.is_empty()) || bin.is_file())
+        .then_some(bin)
 }
 
 /// The DOM Chromium renders from `url`, serialized (`--dump-dom`).

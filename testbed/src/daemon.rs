@@ -3,10 +3,25 @@
 //! exit.
 
 use std::net::{Ipv4Addr, TcpListener};
+use std::path::PathBuf;
 use std::process::Child;
 use std::time::Duration;
 
 use crate::wait::eventually;
+
+/// A Debian-packaged program: `$<env>` when set, else the first `name` in
+/// `PATH`, else `debian` (the package's path, whether it exists or not).
+pub fn find_bin(env: &str, name: &str, debian: &str) -> PathBuf {
+    if let Some(p) = std::env::var_os(env).filter(|p| !p.is_empty()) {
+        return PathBuf::from(p);
+    }
+    std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| PathBuf::from(debian))
+}
 
 /// A listener on a free 127.0.0.1 port, and the port. Drop the listener
 /// just before the server binds it.

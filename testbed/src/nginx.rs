@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use crate::daemon::{free_port_probe, wait_ready};
+use crate::daemon::{find_bin, free_port_probe, wait_ready};
 
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -54,15 +54,7 @@ impl NginxOptions {
 
 /// `$NGINX_BIN`, else the first `nginx` in `PATH`, else `/usr/sbin/nginx`.
 pub fn nginx_bin() -> PathBuf {
-    if let Some(p) = std::env::var_os("NGINX_BIN").filter(|p| !p.is_empty()) {
-        return PathBuf::from(p);
-    }
-    std::env::var_os("PATH")
-        .iter()
-        .flat_map(std::env::split_paths)
-        .map(|dir| dir.join("nginx"))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| PathBuf::from("/usr/sbin/nginx"))
+    find_bin("NGINX_BIN", "nginx", "/usr/sbin/nginx")
 }
 
 /// The nginx config for a proxy on `listen` to `upstream`, everything under `dir`.

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::daemon::{free_port_probe, wait_ready};
+use crate::daemon::{find_bin, free_port_probe, wait_ready};
 use crate::envoy::http_get;
 use crate::viewer::percent_encode;
 use crate::wait::eventually;
@@ -25,15 +25,7 @@ const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// `$PROMETHEUS_BIN`, else the first `prometheus` in `PATH`, else `/usr/bin/prometheus`.
 pub fn prometheus_bin() -> PathBuf {
-    if let Some(p) = std::env::var_os("PROMETHEUS_BIN").filter(|p| !p.is_empty()) {
-        return PathBuf::from(p);
-    }
-    std::env::var_os("PATH")
-        .iter()
-        .flat_map(std::env::split_paths)
-        .map(|dir| dir.join("prometheus"))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| PathBuf::from("/usr/bin/prometheus"))
+    find_bin("PROMETHEUS_BIN", "prometheus", "/usr/bin/prometheus")
 }
 
 /// The config: one job, `envoy`, scraping `admin`'s `/stats/prometheus`.
