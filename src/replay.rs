@@ -123,7 +123,7 @@ impl End<'_> {
 }
 
 /// A recorded response of `tests/fixtures/<api>/`: `NAME.sse` (an event
-/// stream) or `NAME.json`; `error-NNN.*` was answered with status NNN.
+/// stream), `NAME.ndjson` (JSON lines) or `NAME.json`; `error-NNN.*` was answered with status NNN.
 #[derive(Debug, Clone)]
 pub struct Fixture {
     pub file: PathBuf,
@@ -147,6 +147,20 @@ pub fn declared_path(dir: &Path) -> Result<String, String> {
 }
 
 /// Every fixture, in a stable order. The response file's siblings
+/// The content type a fixture is served with, from its extension: `.sse`
+/// an event stream, `.ndjson` newline-delimited JSON, `.json` a body.
+pub fn fixture_content_type(name: &str) -> Option<&'static str> {
+    if name.ends_with(".sse") {
+        Some("text/event-stream")
+    } else if name.ends_with(".ndjson") {
+        Some("application/x-ndjson")
+    } else if name.ends_with(".json") {
+        Some("application/json")
+    } else {
+        None
+    }
+}
+
 /// `request.path` (required) and `request.json` (optional) describe the call.
 pub fn fixtures() -> Result<Vec<Fixture>, String> {
     let root = fixtures_dir();
@@ -161,11 +175,7 @@ pub fn fixtures() -> Result<Vec<Fixture>, String> {
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            let content_type = if name.ends_with(".sse") {
-                "text/event-stream"
-            } else if name.ends_with(".json") {
-                "application/json"
-            } else {
+            let Some(content_type) = fixture_content_type(&name) else {
                 continue;
             };
             if name.starts_with("request.") || name.ends_with(".expected.json") {

@@ -17,7 +17,13 @@ use streamtap::call::estimate::estimate;
 fn fixture_texts() -> Vec<(String, String)> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
     let mut out = Vec::new();
-    for dir in ["openai-chat", "openai-responses", "anthropic"] {
+    for dir in [
+        "openai-chat",
+        "openai-responses",
+        "anthropic",
+        "ollama-chat",
+        "ollama-generate",
+    ] {
         let mut paths: Vec<_> = std::fs::read_dir(root.join(dir))
             .unwrap()
             .map(|e| e.unwrap().path())

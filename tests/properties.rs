@@ -35,6 +35,8 @@ const PATHS: &[&str] = &[
     "/v1/responses",
     "/v1/messages",
     "/v1/other",
+    "/api/chat",
+    "/api/generate",
 ];
 
 fn config() -> Config {
@@ -56,9 +58,17 @@ fn fixtures() -> &'static [(usize, String, Vec<u8>)] {
     F.get_or_init(|| {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
         let mut out = Vec::new();
-        for (i, dir) in ["openai-chat", "openai-responses", "anthropic", "unknown"]
-            .iter()
-            .enumerate()
+        // In the order of `PATHS`.
+        for (i, dir) in [
+            "openai-chat",
+            "openai-responses",
+            "anthropic",
+            "unknown",
+            "ollama-chat",
+            "ollama-generate",
+        ]
+        .iter()
+        .enumerate()
         {
             let mut files: Vec<_> = std::fs::read_dir(root.join(dir))
                 .unwrap()
@@ -70,10 +80,10 @@ fn fixtures() -> &'static [(usize, String, Vec<u8>)] {
                 .collect();
             files.sort();
             for p in files {
-                let ct = if p.extension().unwrap() == "sse" {
-                    "text/event-stream"
-                } else {
-                    "application/json"
+                let name = p.file_name().unwrap().to_string_lossy();
+                // `request.path` is no response.
+                let Some(ct) = streamtap::replay::fixture_content_type(&name) else {
+                    continue;
                 };
                 out.push((i, ct.to_string(), std::fs::read(&p).unwrap()));
             }
@@ -113,7 +123,11 @@ fn input() -> impl Strategy<Value = (usize, String, Vec<u8>)> {
         });
     let arbitrary = (
         0..PATHS.len(),
-        prop_oneof![Just("text/event-stream"), Just("application/json")],
+        prop_oneof![
+            Just("text/event-stream"),
+            Just("application/json"),
+            Just("application/x-ndjson")
+        ],
         prop::collection::vec(any::<u8>(), 0..2048),
     )
         .prop_map(|(p, ct, b)| (p, ct.to_string(), b));

@@ -150,7 +150,7 @@ fn every_format_sends_an_end_marker_that_is_read() {
             .iter()
             .filter(|f| {
                 crate::provider::Api::from_path(&f.exchange.path) == api
-                    && f.exchange.content_type == "text/event-stream"
+                    && f.exchange.content_type != "application/json"
             })
             .collect();
         let completed = streams

@@ -355,6 +355,12 @@ impl CallRecord {
         }
     }
 
+    /// Tool calls seen so far (kept or dropped): the next one's key, for
+    /// formats that send each call whole without an index of its own.
+    pub fn tool_call_count(&self) -> usize {
+        self.tool_calls.len() + self.tool_calls_dropped as usize
+    }
+
     fn tool_call_mut(&mut self, key: u64) -> Option<&mut ToolCall> {
         // Few calls per response: a linear search beats a map here.
         if let Some(pos) = self.tool_calls.iter().position(|c| c.key == key) {

@@ -13,6 +13,7 @@ use crate::provider::request::RequestScan;
 use crate::provider::Api;
 use crate::wire::decompress::{Encoding, Inflater, Progress};
 use crate::wire::json;
+use crate::wire::ndjson::{is_ndjson, LineDecoder};
 use crate::wire::sse::SseDecoder;
 use std::rc::Rc;
 
@@ -42,6 +43,8 @@ enum ResponseBody {
     /// Not yet known (no response headers seen).
     Pending,
     EventStream(SseDecoder),
+    /// Newline-delimited JSON (Ollama's streams): a line is an event.
+    Lines(LineDecoder),
     /// A JSON body copied up to MAX_JSON_BODY_BYTES.
     Json {
         copy: Vec<u8>,
@@ -295,7 +298,8 @@ impl CallTap {
             .and_then(|ct| ct.split(';').next())
             .map(|mt| mt.trim_ascii().to_ascii_lowercase())
             .unwrap_or_default();
-        self.record.stream = crate::wire::sse::is_event_stream(content_type);
+        let lines = is_ndjson(content_type);
+        self.record.stream = lines || crate::wire::sse::is_event_stream(content_type);
         let encoding = Encoding::from_header(content_encoding);
         self.inflater = Inflater::new(&encoding, self.settings.max_decoded_bytes);
         let readable = match encoding {
@@ -316,6 +320,8 @@ impl CallTap {
         }
         self.response = if !readable {
             ResponseBody::Opaque
+        } else if lines {
+            ResponseBody::Lines(LineDecoder::new(MAX_EVENT_BYTES))
         } else if self.record.stream {
             ResponseBody::EventStream(SseDecoder::new(MAX_EVENT_BYTES))
         } else if media_type == "application/json" || media_type.ends_with("+json") {
@@ -435,7 +441,14 @@ impl CallTap {
         let record = &mut self.record;
         match std::mem::replace(&mut self.response, ResponseBody::Opaque) {
             ResponseBody::EventStream(mut decoder) => {
-                decoder.finish(&mut |event| apply_event(api, record, event, now_us));
+                decoder.finish(&mut |event| {
+                    apply_event(api, record, event.data, event.oversized, now_us)
+                });
+            }
+            ResponseBody::Lines(mut decoder) => {
+                decoder.finish(&mut |line| {
+                    apply_event(api, record, line.data, line.oversized, now_us)
+                });
             }
             ResponseBody::Json { copy, overflow } => {
                 if api != Api::Unknown
@@ -479,7 +492,7 @@ impl CallTap {
             verdict: summary.stream_health.map(|h| h.verdict),
             labels: CallLabels {
                 provider: self.api.provider(),
-                operation: self.api.name().map(|_| "chat"),
+                operation: self.api.operation(),
                 model: summary.model.or(summary.response_model).map(str::to_string),
                 outcome: crate::export::otlp::outcome_name(outcome),
                 usage_source: crate::export::otlp::usage_source_name(&summary),
@@ -512,7 +525,14 @@ fn read_body(
 ) {
     match response {
         ResponseBody::EventStream(decoder) => {
-            decoder.feed(bytes, &mut |event| apply_event(api, record, event, now_us));
+            decoder.feed(bytes, &mut |event| {
+                apply_event(api, record, event.data, event.oversized, now_us)
+            });
+        }
+        ResponseBody::Lines(decoder) => {
+            decoder.feed(bytes, &mut |line| {
+                apply_event(api, record, line.data, line.oversized, now_us)
+            });
         }
         ResponseBody::Json { copy, overflow } => {
             let room = MAX_JSON_BODY_BYTES.saturating_sub(copy.len());
@@ -525,14 +545,10 @@ fn read_body(
     }
 }
 
-fn apply_event(
-    api: Api,
-    record: &mut CallRecord,
-    event: crate::wire::sse::SseEvent<'_>,
-    now_us: u64,
-) {
+/// One event of a stream (an SSE event's data, an NDJSON line).
+fn apply_event(api: Api, record: &mut CallRecord, data: &[u8], oversized: bool, now_us: u64) {
     record.events += 1;
-    if event.oversized {
+    if oversized {
         record.parse_errors += 1;
         return;
     }
@@ -543,7 +559,7 @@ fn apply_event(
         }
         return;
     }
-    if api.apply_stream_event(event.data, record, now_us).is_err() {
+    if api.apply_stream_event(data, record, now_us).is_err() {
         record.parse_errors += 1;
     }
 }

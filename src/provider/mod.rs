@@ -8,6 +8,7 @@
 //! per-event path has no indirect call.
 
 pub mod anthropic_messages;
+pub mod ollama;
 pub mod openai_chat;
 pub mod openai_responses;
 pub mod request;
@@ -22,8 +23,10 @@ use crate::ParseError;
 pub trait WireFormat {
     /// `provider` in the summary (`gen_ai.provider.name`).
     const PROVIDER: &'static str;
-    /// `api` in the summary (`gen_ai.operation.name` is derived from it).
+    /// `api` in the summary.
     const API: &'static str;
+    /// `gen_ai.operation.name`.
+    const OPERATION: &'static str = "chat";
     /// The event that says the stream is done (`stream_health.end_marker`);
     /// a stream that closes without it is `truncated`. Its reader calls
     /// `CallRecord::mark_end` when it sees it.
@@ -78,6 +81,14 @@ macro_rules! wire_formats {
                 }
             }
 
+            /// `gen_ai.operation.name`, None for an unknown format.
+            pub fn operation(self) -> Option<&'static str> {
+                match self {
+                    $(Api::$variant => Some(<$format>::OPERATION),)+
+                    Api::Unknown => None,
+                }
+            }
+
             pub fn name(self) -> Option<&'static str> {
                 match self {
                     $(Api::$variant => Some(<$format>::API),)+
@@ -116,12 +127,14 @@ wire_formats! {
     ChatCompletions => openai_chat::ChatCompletions, path suffix "/chat/completions";
     Responses => openai_responses::Responses, path suffix "/responses";
     AnthropicMessages => anthropic_messages::Messages, path suffix "/messages";
+    OllamaChat => ollama::Chat, path suffix "/api/chat";
+    OllamaGenerate => ollama::Generate, path suffix "/api/generate";
 }
 
 impl Api {
     /// From the request path, query ignored, a trailing `/` too: OpenAI,
     /// Azure OpenAI (`/openai/deployments/x/chat/completions`), compatible
-    /// servers, Anthropic.
+    /// servers, Anthropic, Ollama's native API.
     pub fn from_path(path: &str) -> Api {
         let route = path
             .split('?')
@@ -158,6 +171,8 @@ pub(crate) mod tests {
             ),
             ("/v1/responses/", Api::Responses),
             ("/v1/messages", Api::AnthropicMessages),
+            ("/api/chat", Api::OllamaChat),
+            ("/ollama/api/generate/", Api::OllamaGenerate),
             ("/v1/embeddings", Api::Unknown),
             ("", Api::Unknown),
         ] {

@@ -43,7 +43,7 @@ enum Field {
     Tools,
     Messages,
     Input,
-    /// `system`, `instructions`: prompt text only.
+    /// `system`, `instructions`, `prompt`: prompt text only.
     Prompt,
 }
 
@@ -56,7 +56,8 @@ fn field_of(key: &[u8]) -> Field {
         b"messages" => Field::Messages,
         // Responses API: a string, or a list of items.
         b"input" => Field::Input,
-        b"system" | b"instructions" => Field::Prompt,
+        // `prompt`: Ollama's /api/generate (and legacy completions).
+        b"system" | b"instructions" | b"prompt" => Field::Prompt,
         _ => Field::Other,
     }
 }

@@ -75,8 +75,12 @@ pub fn fixture_script(req: &Request) -> Script {
     let script = match std::fs::read(&path) {
         Ok(bytes) if !fixture.contains("..") => Script {
             status: fixture_status(&path),
+            // As `streamtap::replay::fixture_content_type` (the testbed
+            // does not depend on the filter's crate).
             content_type: if fixture.ends_with(".sse") {
                 "text/event-stream"
+            } else if fixture.ends_with(".ndjson") {
+                "application/x-ndjson"
             } else {
                 "application/json"
             }

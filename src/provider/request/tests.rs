@@ -55,7 +55,7 @@ fn oracle_read(body: &[u8]) -> Result<RequestFields, ParseError> {
                 fields.messages = fields.messages.or(Some(count));
                 Ok(())
             }
-            b"system" | b"instructions" => oracle_feed_prompt(j, &mut fields.prompt),
+            b"system" | b"instructions" | b"prompt" => oracle_feed_prompt(j, &mut fields.prompt),
             _ => j.skip(),
         })
     })?;
@@ -364,6 +364,7 @@ fn arb_key() -> impl Strategy<Value = String> {
             "input",
             "system",
             "instructions",
+            "prompt",
             "content",
             "text",
             "role",

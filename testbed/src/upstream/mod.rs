@@ -1,4 +1,5 @@
-//! Mock OpenAI Chat Completions upstream.
+//! Mock LLM upstream: OpenAI Chat Completions, and Ollama's native API
+//! (`/api/chat`, `/api/generate`: NDJSON lines, `upstream::ollama`).
 //!
 //! A hand-written HTTP/1.1 server on tokio rather than hyper, so that every
 //! write goes to the socket at its own time and the instant it completed can be
@@ -25,6 +26,7 @@
 //! separates the writes after it (in `batch` mode, the batches).
 
 mod controls;
+mod ollama;
 mod openai;
 mod stamps;
 #[cfg(test)]
@@ -289,20 +291,32 @@ async fn respond(
     sent.response_id = id.clone();
     sent.completion_tokens = controls.tokens as u64;
     sent.content = (0..controls.tokens).map(token_text).collect();
+    let ollama = ollama::is_ollama(&request.path);
     if !chat.stream {
-        sent.body = completion_body(&id, &chat, controls.tokens, &sent.content)
-            .map_err(io::Error::other)?;
+        sent.body = if ollama {
+            ollama::whole_body(&chat, &request.path, &sent.content, controls.tokens)
+        } else {
+            completion_body(&id, &chat, controls.tokens, &sent.content).map_err(io::Error::other)?
+        };
         return answer_whole(stream, close, shared, test_id, sent).await;
     }
 
-    let events = render_events(
-        &chat,
-        &id,
-        controls.tokens,
-        controls.line_ending,
-        controls.stamp,
-    );
-    let result = write_stream(stream, &events, &controls, close, &mut sent).await;
+    let (events, content_type) = if ollama {
+        (
+            ollama::render_lines(&chat, &request.path, controls.tokens),
+            "application/x-ndjson",
+        )
+    } else {
+        let events = render_events(
+            &chat,
+            &id,
+            controls.tokens,
+            controls.line_ending,
+            controls.stamp,
+        );
+        (events, "text/event-stream")
+    };
+    let result = write_stream(stream, &events, content_type, &controls, close, &mut sent).await;
     shared.record(test_id, sent);
     result
 }
@@ -318,7 +332,10 @@ fn prepare(request: &Request) -> Result<(Controls, ChatRequest), (u16, Vec<u8>)>
         return Err((405, invalid("mock upstream answers POST only")));
     }
     Controls::from_request(request)
-        .and_then(|controls| Ok((controls, ChatRequest::parse(&request.body)?)))
+        .and_then(|controls| {
+            let chat = ChatRequest::parse(&request.body, ollama::is_ollama(&request.path))?;
+            Ok((controls, chat))
+        })
         .map_err(|message| (400, invalid(&message)))
 }
 

@@ -19,7 +19,8 @@ pub(super) struct ChatRequest {
 }
 
 impl ChatRequest {
-    pub(super) fn parse(body: &[u8]) -> Result<ChatRequest, String> {
+    /// `stream_default`: OpenAI's is false, Ollama's true.
+    pub(super) fn parse(body: &[u8], stream_default: bool) -> Result<ChatRequest, String> {
         let value: Value =
             serde_json::from_slice(body).map_err(|e| format!("request body is not JSON: {e}"))?;
         if !value.is_object() {
@@ -27,7 +28,7 @@ impl ChatRequest {
         }
         Ok(ChatRequest {
             model: value["model"].as_str().unwrap_or(DEFAULT_MODEL).to_string(),
-            stream: value["stream"].as_bool().unwrap_or(false),
+            stream: value["stream"].as_bool().unwrap_or(stream_default),
             include_usage: value["stream_options"]["include_usage"]
                 .as_bool()
                 .unwrap_or(false),
@@ -160,7 +161,7 @@ pub(super) struct Message<'a> {
     pub(super) content: &'a str,
 }
 
-/// One rendered SSE event.
+/// One rendered event: an SSE event, or an NDJSON line.
 pub(super) struct Event {
     pub(super) bytes: Vec<u8>,
     pub(super) has_content: bool,

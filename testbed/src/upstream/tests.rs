@@ -529,3 +529,38 @@ fn records_are_bounded_and_keep_the_latest_per_id() {
     assert!(!records.by_test_id.contains_key("0"));
     assert_eq!(records.by_test_id["again"].1.status, 201);
 }
+
+#[test]
+fn ollama_paths_stream_ndjson_lines_and_answer_whole_when_asked() {
+    let upstream = MockUpstream::start().unwrap();
+    let body =
+        r#"{"model":"llama3.1:8b","messages":[{"role":"user","content":"Say hello, slowly"}]}"#;
+    let headers = [
+        ("x-test-id", "ollama-chat"),
+        ("x-mock-tokens", "2"),
+        ("x-mock-interval-ms", "0"),
+    ];
+    let got = client::post(upstream.addr, "/api/chat", &headers, body.as_bytes()).unwrap();
+    let sent = upstream.wait_sent("ollama-chat", WAIT).unwrap();
+    assert_eq!(got.header("content-type"), Some("application/x-ndjson"));
+    assert_eq!(got.body, sent.body);
+    let want = concat!(
+        r#"{"created_at":"2026-12-02T10:00:00Z","done":false,"message":{"content":"tok0 ","role":"assistant"},"model":"llama3.1:8b"}"#,
+        "\n",
+        r#"{"created_at":"2026-12-02T10:00:00Z","done":false,"message":{"content":"tok1 ","role":"assistant"},"model":"llama3.1:8b"}"#,
+        "\n",
+        r#"{"created_at":"2026-12-02T10:00:00Z","done":true,"done_reason":"stop","eval_count":2,"message":{"content":"","role":"assistant"},"model":"llama3.1:8b","prompt_eval_count":6}"#,
+        "\n"
+    );
+    assert_eq!(String::from_utf8_lossy(&sent.body), want);
+    assert_eq!(sent.events.len(), 3);
+    let whole = r#"{"model":"m","prompt":"hi","stream":false}"#;
+    let headers = [("x-test-id", "ollama-generate"), ("x-mock-tokens", "2")];
+    let got = client::post(upstream.addr, "/api/generate", &headers, whole.as_bytes()).unwrap();
+    assert_eq!(got.header("content-type"), Some("application/json"));
+    let v: serde_json::Value = serde_json::from_slice(&got.body).unwrap();
+    assert_eq!(
+        (v["response"].as_str(), v["done"].as_bool()),
+        (Some("tok0 tok1 "), Some(true))
+    );
+}

@@ -162,13 +162,14 @@ pub(super) async fn write_full(
 pub(super) async fn write_stream(
     stream: &mut TcpStream,
     events: &[Event],
+    content_type: &str,
     controls: &Controls,
     close: bool,
     sent: &mut SentStream,
 ) -> io::Result<()> {
     let connection = if close { "connection: close\r\n" } else { "" };
     let head = format!(
-        "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\ntransfer-encoding: chunked\r\n{connection}\r\n"
+        "HTTP/1.1 200 OK\r\ncontent-type: {content_type}\r\ncache-control: no-cache\r\ntransfer-encoding: chunked\r\n{connection}\r\n"
     );
     stream.write_all(head.as_bytes()).await?;
     sent.started = Instant::now();

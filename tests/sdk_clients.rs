@@ -1,0 +1,115 @@
+//! Real SDK clients from PyPI (installed into `.venv` by `make venv`)
+//! streaming through a real Envoy with streamtap to the mock upstream: the
+//! client sees each token when the upstream writes it, and the summary reads
+//! the provider's own wire format.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod support;
+
+use serde_json::Value;
+use std::process::Command;
+use support::{summary_with_id, Stack};
+use testbed::envoy::{workspace_root, FilterVariant};
+
+const TOKENS: usize = 12;
+const INTERVAL_MS: f64 = 100.0;
+/// How far a token's gap from the previous one may be from `INTERVAL_MS`.
+const SLACK_MS: f64 = 50.0;
+
+/// Runs `script` with `.venv`'s Python and `args`; its stdout, one JSON
+/// value a line.
+fn run_python(script: &str, args: &[&str]) -> Vec<Value> {
+    let python = workspace_root().join(".venv/bin/python");
+    let out = Command::new(&python)
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{}: {e} (run `make venv`)", python.display()));
+    assert!(
+        out.status.success(),
+        "the client failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+        .collect()
+}
+
+/// The gaps between the parts that carried text, in ms, must each be the
+/// upstream's interval: a hop that held tokens back makes some ~0 and one long.
+fn check_live(parts: &[Value]) -> Result<(), String> {
+    let times: Vec<f64> = parts
+        .iter()
+        .filter(|p| !p["text"].as_str().unwrap_or_default().is_empty())
+        .map(|p| p["t_ms"].as_f64().unwrap())
+        .collect();
+    if times.len() != TOKENS {
+        return Err(format!("{} parts with text, not {TOKENS}", times.len()));
+    }
+    for (i, gap) in times.windows(2).map(|w| w[1] - w[0]).enumerate() {
+        if (gap - INTERVAL_MS).abs() > SLACK_MS {
+            return Err(format!(
+                "gap {i} was {gap:.0} ms, not {INTERVAL_MS} ± {SLACK_MS}: {times:?}"
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn the_liveness_check_catches_tokens_held_back() {
+    let part = |t: f64| serde_json::json!({"t_ms": t, "text": "tok"});
+    let live: Vec<Value> = (0..TOKENS).map(|i| part(i as f64 * 100.0)).collect();
+    assert!(check_live(&live).is_ok());
+    let held: Vec<Value> = (0..TOKENS).map(|i| part(700.0 + i as f64)).collect();
+    assert!(check_live(&held).is_err());
+}
+
+const OLLAMA_CHAT: &str = r#"
+import json, sys, time, ollama
+client = ollama.Client(host=sys.argv[1], headers={
+    "x-test-id": sys.argv[2], "x-mock-tokens": sys.argv[3], "x-mock-interval-ms": "100"})
+t0 = time.monotonic()
+for part in client.chat(model="llama3.1:8b", stream=True,
+                        messages=[{"role": "user", "content": "Say hello, slowly"}]):
+    print(json.dumps({"t_ms": (time.monotonic() - t0) * 1000, "text": part.message.content,
+                      "done": part.done, "eval_count": part.eval_count}), flush=True)
+"#;
+
+#[test]
+fn ollamas_python_client_streams_live_through_envoy_and_the_summary_reads_ollama() {
+    let stack = Stack::start(FilterVariant::Streamtap, support::FAST_EXPORT);
+    let host = format!("http://{}", stack.envoy.listener);
+    let test_id = support::next_id("ollama");
+    let parts = run_python(OLLAMA_CHAT, &[&host, &test_id, &TOKENS.to_string()]);
+    check_live(&parts).unwrap_or_else(|e| panic!("{e}\n{parts:?}"));
+    let last = parts.last().unwrap();
+    assert_eq!(last["done"], true);
+    assert_eq!(last["eval_count"], TOKENS);
+    let sent = stack
+        .upstream
+        .wait_sent(&test_id, std::time::Duration::from_secs(5))
+        .unwrap();
+    let request_id = support::header(&sent, "x-request-id").unwrap();
+    let s = summary_with_id(&stack.collector, &stack.envoy, &request_id);
+    assert_eq!(s["provider"], "ollama", "{s}");
+    assert_eq!(s["api"], "ollama.chat");
+    assert_eq!(s["model"], "llama3.1:8b");
+    assert_eq!(s["content"], sent.content.as_str());
+    assert_eq!(s["output_tokens"], TOKENS);
+    assert_eq!(s["input_tokens"], sent.prompt_tokens);
+    assert_eq!(s["usage_source"], "reported");
+    assert_eq!(s["outcome"], "completed");
+    assert_eq!(s["stream"], true);
+    assert_eq!(s["stream_health"]["end_marker"], true);
+    assert_eq!(s["stream_health"]["verdict"], "smooth", "{s}");
+    assert_eq!(s["finish_reasons"], serde_json::json!(["stop"]));
+}
