@@ -20,6 +20,13 @@
 //!   chunk loop (on and off alternately, many repetitions) prints ns per
 //!   chunk for each and the difference, with its spread over the pairs.
 //!
+//! - `formats/call_50_events/ollama_chat`: one whole Ollama `/api/chat` call,
+//!   50 content lines (NDJSON) one per chunk and the `done` line, per event:
+//!   to set beside `call_tap/call_50_events` (the same answer as OpenAI SSE).
+//! - `labelled_stats/samples_per_call`: the label policy of one finished call
+//!   (`export::labels::samples`: the names and values of its ~10 labelled
+//!   stats, known label values), per call; the host calls are `make bench`'s.
+//!
 //! Throughput is in events (chunks for `stream_health`): criterion prints
 //! events/s as `thrpt`; ns per event is 1e9 / thrpt.
 
@@ -36,6 +43,7 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 use streamtap::call::health::Thresholds;
 use streamtap::call::tap::{CallTap, MAX_EVENT_BYTES};
+use streamtap::export::labels::{samples, LabelBounds, Place, SharedValues};
 use streamtap::replay::{End, Exchange};
 use streamtap::wire::sse::SseDecoder;
 
@@ -362,9 +370,101 @@ fn config() -> Criterion {
         .sample_size(20)
 }
 
+/// One Ollama `/api/chat` NDJSON line carrying `text`.
+fn ollama_line(text: &str, done: bool) -> String {
+    let tail = if done {
+        r#","done":true,"done_reason":"stop","total_duration":912000000,"prompt_eval_count":12,"eval_count":50}"#
+    } else {
+        r#","done":false}"#
+    };
+    format!(
+        r#"{{"model":"llama3.1:8b","created_at":"2026-12-02T10:00:00.123456789Z","message":{{"role":"assistant","content":{}}}{tail}"#,
+        serde_json::to_string(text).unwrap()
+    ) + "\n"
+}
+
+fn formats(c: &mut Criterion) {
+    let mut group = c.benchmark_group("formats");
+    const TOKENS: usize = 50;
+    let words: Vec<&str> = ANSWER.split(' ').collect();
+    let mut chunks: Vec<Vec<u8>> = (0..TOKENS)
+        .map(|i| ollama_line(&format!("{} ", words[i % words.len()]), false).into_bytes())
+        .collect();
+    chunks.push(ollama_line("", true).into_bytes());
+    let call = Exchange {
+        request_body: Some(
+            br#"{"model":"llama3.1:8b","messages":[{"role":"user","content":"Tell me about foxes."}]}"#
+                .to_vec(),
+        ),
+        content_type: "application/x-ndjson".to_string(),
+        ..Exchange::stream("/api/chat")
+    };
+    let run = |chunks: &[Vec<u8>]| {
+        let times = (1..).map(|i| call.start_us + 200_000 + i * 20_000);
+        let end_us = call.start_us + 200_000 + chunks.len() as u64 * 20_000;
+        let timed = chunks.iter().map(|c| black_box(c.as_slice())).zip(times);
+        call.replay(timed, End::EndOfStream, end_us).unwrap()
+    };
+    let check = run(&chunks);
+    assert_eq!(check.events, chunks.len() as u64);
+    assert_eq!(check.parse_errors, 0);
+    assert!(
+        check.summary_json.contains("\"output_tokens\":50"),
+        "{}",
+        check.summary_json
+    );
+    assert!(check.summary_json.contains("\"provider\":\"ollama\""));
+    group.throughput(Throughput::Elements(chunks.len() as u64));
+    group.bench_function(format!("call_{TOKENS}_events/ollama_chat"), |b| {
+        b.iter(|| black_box(run(black_box(&chunks)).summary_json.len()));
+    });
+    group.finish();
+}
+
+/// Shared data as one VM sees it when every value is already known.
+struct Known(std::collections::BTreeMap<String, (Vec<u8>, u32)>);
+
+impl SharedValues for Known {
+    fn load(&mut self, key: &str) -> Option<(Vec<u8>, u32)> {
+        Some(self.0.get(key).cloned().unwrap_or_default())
+    }
+
+    fn store(&mut self, key: &str, list: &[u8], version: u32) -> bool {
+        self.0.insert(key.to_string(), (list.to_vec(), version + 1));
+        true
+    }
+}
+
+fn labelled_stats(c: &mut Criterion) {
+    let mut group = c.benchmark_group("labelled_stats");
+    let call = exchange("text/event-stream");
+    let mut chunks: Vec<Vec<u8>> = vec![role_event().into_bytes()];
+    chunks.extend((0..50).map(|i| delta_event(i).into_bytes()));
+    chunks.push(finish_event().into_bytes());
+    chunks.push(usage_event(50).into_bytes());
+    chunks.push(b"data: [DONE]\n\n".to_vec());
+    let times = (1..).map(|i| call.start_us + 200_000 + i * 20_000);
+    let timed = chunks.iter().map(|c| c.as_slice()).zip(times);
+    let finished = call
+        .replay(timed, End::EndOfStream, call.start_us + 2_000_000)
+        .unwrap();
+    let mut bounds = LabelBounds::new(100);
+    let mut shared = Known(Default::default());
+    let place = Place::default();
+    assert_eq!(
+        samples(&finished, &place, &mut bounds, &mut shared).len(),
+        9
+    );
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("samples_per_call", |b| {
+        b.iter(|| black_box(samples(black_box(&finished), &place, &mut bounds, &mut shared).len()));
+    });
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = config();
-    targets = sse_decoder, call_tap, stream_health
+    targets = sse_decoder, call_tap, stream_health, formats, labelled_stats
 }
 criterion_main!(benches);
