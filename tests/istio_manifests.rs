@@ -7,7 +7,12 @@
 //!   types, `required`, `enum`, `pattern`, lengths and bounds, unknown fields refused unless the
 //!   schema preserves them, and every CEL `x-kubernetes-validations` rule on a path the
 //!   manifests reach (a rule this file does not know fails the test instead of being skipped);
-//! - the collector `Service` against a small schema of the core v1 fields it uses;
+//! - the collector `Service` and the stats `ConfigMap` against small schemas of the core v1
+//!   fields they use, and the gateway's pod-annotation patch against the shape of a
+//!   Deployment strategic-merge patch that only touches the pod template's metadata;
+//! - the ConfigMap's `custom_bootstrap.json` (Istio's bootstrap override) is JSON holding only a
+//!   `stats_config`, equal to the `stats_config` of every `envoy/*.yaml`, and the patch's
+//!   annotations name that ConfigMap and keep `wasmcustom.streamtap` stats;
 //! - the `WasmPlugin`'s `pluginConfig`, turned into JSON the way Istio does, is accepted by
 //!   `streamtap::config::Config::parse`, and its `collector.cluster` is the mesh's name
 //!   (`outbound|PORT||HOST`) of the collector Service; the ServiceEntry file's documented
@@ -27,6 +32,12 @@ use streamtap::config::Config;
 
 const CRDS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/istio/crds.yaml");
 const DEPLOY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/istio");
+const ENVOY_CONFIGS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/envoy");
+const README: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/README.md");
+/// The file Istio's injector mounts from the `sidecar.istio.io/bootstrapOverride` ConfigMap.
+const BOOTSTRAP_KEY: &str = "custom_bootstrap.json";
+const BOOTSTRAP_OVERRIDE: &str = "sidecar.istio.io/bootstrapOverride";
+const PROXY_CONFIG: &str = "proxy.istio.io/config";
 
 // ---------------------------------------------------------------------------------------------
 // Loading
@@ -115,6 +126,16 @@ fn find<'a>(all: &'a [Manifest], file: &str, kind: &str) -> &'a Value {
         .filter(|m| m.file == file && m.doc["kind"] == kind)
         .collect();
     assert_eq!(found.len(), 1, "{file} must hold exactly one {kind}");
+    &found[0].doc
+}
+
+/// The one document of `file` without apiVersion/kind: a patch.
+fn find_patch<'a>(all: &'a [Manifest], file: &str) -> &'a Value {
+    let found: Vec<_> = all
+        .iter()
+        .filter(|m| m.file == file && is_patch(&m.doc))
+        .collect();
+    assert_eq!(found.len(), 1, "{file} must hold exactly one patch");
     &found[0].doc
 }
 
@@ -499,13 +520,108 @@ fn validate_service(doc: &Value) -> Vec<String> {
     errs
 }
 
+/// The core v1 `ConfigMap` fields, with the API server's key rules and size bound.
+fn validate_config_map(doc: &Value) -> Vec<String> {
+    let strings = json!({"type": "object", "additionalProperties": {"type": "string"}});
+    let schema = json!({
+        "type": "object",
+        "required": ["apiVersion", "kind", "metadata", "data"],
+        "properties": {
+            "apiVersion": {"enum": ["v1"]},
+            "kind": {"enum": ["ConfigMap"]},
+            "metadata": {"type": "object", "x-kubernetes-preserve-unknown-fields": true},
+            "data": strings,
+            "binaryData": strings,
+            "immutable": {"type": "boolean"},
+        }
+    });
+    let mut errs = Vec::new();
+    validate(&schema, doc, "ConfigMap", &mut errs);
+    validate_metadata(&doc["metadata"], "ConfigMap.metadata", &mut errs);
+    let key = regex::Regex::new(r"^[-._a-zA-Z0-9]+$").unwrap();
+    let mut size = 0;
+    for field in ["data", "binaryData"] {
+        for (k, v) in doc[field].as_object().into_iter().flatten() {
+            if !key.is_match(k) || k.len() > 253 {
+                errs.push(format!(
+                    "ConfigMap.{field}: key {k:?} is not a valid ConfigMap key"
+                ));
+            }
+            size += k.len() + v.as_str().map_or(0, str::len);
+        }
+    }
+    if size > 1024 * 1024 {
+        errs.push(format!(
+            "ConfigMap: {size} bytes of data, over the 1 MiB limit"
+        ));
+    }
+    errs
+}
+
+/// A document without apiVersion and kind: a patch file, not a manifest.
+fn is_patch(doc: &Value) -> bool {
+    doc.get("apiVersion").is_none() && doc.get("kind").is_none()
+}
+
+/// A strategic-merge patch of a Deployment (`kubectl patch deployment --patch-file`) that sets
+/// only pod-template annotations or labels, with the API server's key and value rules.
+fn validate_pod_template_patch(doc: &Value) -> Vec<String> {
+    let strings = json!({"type": "object", "minProperties": 1,
+                         "additionalProperties": {"type": "string"}});
+    let schema = json!({
+        "type": "object",
+        "required": ["spec"],
+        "properties": {"spec": {
+            "type": "object",
+            "required": ["template"],
+            "properties": {"template": {
+                "type": "object",
+                "required": ["metadata"],
+                "properties": {"metadata": {
+                    "type": "object",
+                    "minProperties": 1,
+                    "properties": {"annotations": strings, "labels": strings}
+                }}
+            }}
+        }}
+    });
+    let mut errs = Vec::new();
+    validate(&schema, doc, "patch", &mut errs);
+    let meta = &doc["spec"]["template"]["metadata"];
+    // A qualified name: an optional DNS-subdomain prefix and `/`, then a name of at most 63.
+    let name = regex::Regex::new(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$").unwrap();
+    let prefix =
+        regex::Regex::new(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+            .unwrap();
+    for field in ["annotations", "labels"] {
+        for key in meta[field].as_object().into_iter().flat_map(|m| m.keys()) {
+            let (p, n) = key
+                .rsplit_once('/')
+                .map_or((None, key.as_str()), |(p, n)| (Some(p), n));
+            let ok = name.is_match(n)
+                && n.len() <= 63
+                && p.is_none_or(|p| prefix.is_match(p) && p.len() <= 253);
+            if !ok {
+                errs.push(format!(
+                    "patch.spec.template.metadata.{field}: bad key {key:?}"
+                ));
+            }
+        }
+    }
+    errs
+}
+
 fn validate_manifest(crds: &[Value], doc: &Value) -> Vec<String> {
+    if is_patch(doc) {
+        return validate_pod_template_patch(doc);
+    }
     match (doc["apiVersion"].as_str(), doc["kind"].as_str()) {
         (Some("extensions.istio.io/v1alpha1"), Some("WasmPlugin"))
         | (Some("networking.istio.io/v1"), Some("ServiceEntry")) => {
             validate_custom_resource(crds, doc)
         }
         (Some("v1"), Some("Service")) => validate_service(doc),
+        (Some("v1"), Some("ConfigMap")) => validate_config_map(doc),
         (api, kind) => vec![format!(
             "unexpected apiVersion/kind {api:?}/{kind:?} (not checked by this test: add it)"
         )],
@@ -596,6 +712,99 @@ fn documented(file: &str, key: &str) -> Option<String> {
 }
 
 // ---------------------------------------------------------------------------------------------
+// The bootstrap override and the gateway's pod annotations
+
+/// The `stats_config` of every `envoy/*.yaml`, by file name (they are the copies to match).
+fn envoy_stats_configs() -> Vec<(String, Value)> {
+    let mut files: Vec<_> = std::fs::read_dir(ENVOY_CONFIGS)
+        .unwrap_or_else(|e| panic!("cannot read {ENVOY_CONFIGS}: {e}"))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().and_then(|e| e.to_str()) == Some("yaml"))
+        .collect();
+    files.sort();
+    files
+        .iter()
+        .map(|path| {
+            let file = path.file_name().unwrap().to_string_lossy().into_owned();
+            // streamtap.yaml is a template: its `${NAME}` placeholders (ports, paths) are not
+            // YAML inside flow mappings, and none is in stats_config.
+            let text = std::fs::read_to_string(path).unwrap();
+            let placeholder = regex::Regex::new(r"\$\{[A-Z_]+\}").unwrap();
+            let text = placeholder.replace_all(&text, "0");
+            let docs = yaml_docs(&text, &file).unwrap_or_else(|e| panic!("{e}"));
+            let stats = docs[0]["stats_config"].clone();
+            assert!(stats.is_object(), "envoy/{file} has no stats_config");
+            (file, stats)
+        })
+        .collect()
+}
+
+/// The errors of the override ConfigMap: its `custom_bootstrap.json` must be a JSON bootstrap
+/// fragment holding only `stats_config`, equal to each of `expected`.
+fn check_stats_bootstrap(cm: &Value, expected: &[(String, Value)]) -> Vec<String> {
+    let Some(text) = cm["data"][BOOTSTRAP_KEY].as_str() else {
+        return vec![format!(
+            "ConfigMap has no data.{BOOTSTRAP_KEY}, the file Istio mounts"
+        )];
+    };
+    let fragment: Value = match serde_json::from_str(text) {
+        Ok(v) => v,
+        Err(e) => return vec![format!("{BOOTSTRAP_KEY} is not JSON: {e}")],
+    };
+    let mut errs = Vec::new();
+    // Anything else would change Istio's own bootstrap.
+    let keys: Vec<&String> = fragment
+        .as_object()
+        .into_iter()
+        .flat_map(|m| m.keys())
+        .collect();
+    if keys != ["stats_config"] {
+        errs.push(format!(
+            "{BOOTSTRAP_KEY} must hold stats_config alone, holds {keys:?}"
+        ));
+    }
+    for (file, stats) in expected {
+        if fragment["stats_config"] != *stats {
+            errs.push(format!(
+                "{BOOTSTRAP_KEY}: stats_config differs from envoy/{file}'s; it should be\n{}",
+                json!({"stats_config": stats})
+            ));
+        }
+    }
+    errs
+}
+
+/// The errors of the pod-annotation patch against the override ConfigMap.
+fn check_pod_annotations(patch: &Value, cm: &Value) -> Vec<String> {
+    let annotations = &patch["spec"]["template"]["metadata"]["annotations"];
+    let mut errs = Vec::new();
+    if annotations[BOOTSTRAP_OVERRIDE] != cm["metadata"]["name"] {
+        errs.push(format!(
+            "{BOOTSTRAP_OVERRIDE} is {}, not the ConfigMap's name {}",
+            annotations[BOOTSTRAP_OVERRIDE], cm["metadata"]["name"]
+        ));
+    }
+    let proxy_config = annotations[PROXY_CONFIG].as_str().unwrap_or_default();
+    match serde_json::from_str::<Value>(proxy_config) {
+        Err(e) => errs.push(format!("{PROXY_CONFIG} is not JSON: {e}")),
+        Ok(pc) => {
+            let kept = pc["proxyStatsMatcher"]["inclusionPrefixes"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .any(|p| "wasmcustom.streamtap.calls".starts_with(p));
+            if !kept {
+                errs.push(format!(
+                    "{PROXY_CONFIG}: proxyStatsMatcher.inclusionPrefixes must keep wasmcustom.streamtap"
+                ));
+            }
+        }
+    }
+    errs
+}
+
+// ---------------------------------------------------------------------------------------------
 // The checks
 
 #[test]
@@ -615,6 +824,54 @@ fn every_manifest_is_valid_yaml_of_a_known_kind_and_validates_against_its_schema
     find(&all, "wasmplugin.yaml", "WasmPlugin");
     find(&all, "collector.yaml", "Service");
     find(&all, "collector-serviceentry.yaml", "ServiceEntry");
+    find(&all, "stats-bootstrap.yaml", "ConfigMap");
+    find_patch(&all, "gateway-pod-annotations.yaml");
+}
+
+#[test]
+fn stats_bootstrap_carries_the_stats_config_of_every_envoy_config() {
+    let all = manifests();
+    let cm = find(&all, "stats-bootstrap.yaml", "ConfigMap");
+    let configs = envoy_stats_configs();
+    let files: Vec<&str> = configs.iter().map(|(f, _)| f.as_str()).collect();
+    for shipped in ["streamtap.yaml", "openai.yaml", "anthropic.yaml"] {
+        assert!(
+            files.contains(&shipped),
+            "envoy/{shipped} missing: {files:?}"
+        );
+    }
+    let errs = check_stats_bootstrap(cm, &configs);
+    assert!(errs.is_empty(), "{}", errs.join("\n"));
+    // The ConfigMap must sit in the gateway's namespace, the WasmPlugin's.
+    let plugin = find(&all, "wasmplugin.yaml", "WasmPlugin");
+    assert_eq!(cm["metadata"]["namespace"], plugin["metadata"]["namespace"]);
+}
+
+#[test]
+fn gateway_pod_annotations_name_the_configmap_and_are_the_documented_ones() {
+    let all = manifests();
+    let cm = find(&all, "stats-bootstrap.yaml", "ConfigMap");
+    let patch = find_patch(&all, "gateway-pod-annotations.yaml");
+    let errs = check_pod_annotations(patch, cm);
+    assert!(errs.is_empty(), "{}", errs.join("\n"));
+    // README.md and the ConfigMap's comment show these annotation lines as they are in the patch.
+    let patch_text =
+        std::fs::read_to_string(Path::new(DEPLOY).join("gateway-pod-annotations.yaml")).unwrap();
+    let lines: Vec<&str> = patch_text
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with(BOOTSTRAP_OVERRIDE) || l.starts_with(PROXY_CONFIG))
+        .collect();
+    assert_eq!(lines.len(), 2, "{patch_text}");
+    let readme = std::fs::read_to_string(README).unwrap();
+    let cm_text = std::fs::read_to_string(Path::new(DEPLOY).join("stats-bootstrap.yaml")).unwrap();
+    for line in lines {
+        assert!(readme.contains(line), "README.md does not show `{line}`");
+        assert!(
+            cm_text.contains(line),
+            "stats-bootstrap.yaml does not show `{line}`"
+        );
+    }
 }
 
 #[test]
@@ -941,4 +1198,126 @@ fn yaml_loader_refuses_duplicate_keys_and_bad_yaml() {
     assert!(yaml_docs("a: 1\na: 2\n", "dup").is_err());
     assert!(yaml_docs("a: [1, 2\n", "unclosed").is_err());
     assert_eq!(yaml_docs("---\na: 1\n---\nb: 2\n", "two").unwrap().len(), 2);
+}
+
+#[test]
+fn broken_stats_bootstraps_are_refused() {
+    let all = manifests();
+    let cm = find(&all, "stats-bootstrap.yaml", "ConfigMap").clone();
+    let configs = envoy_stats_configs();
+    let with_json = |edit: fn(&mut Value)| {
+        let mut fragment: Value =
+            serde_json::from_str(cm["data"][BOOTSTRAP_KEY].as_str().unwrap()).unwrap();
+        edit(&mut fragment);
+        let mut doc = cm.clone();
+        doc["data"][BOOTSTRAP_KEY] = fragment.to_string().into();
+        check_stats_bootstrap(&doc, &configs)
+    };
+    assert!(with_json(|_| {}).is_empty());
+    assert_refused(
+        &with_json(|f| {
+            f["stats_config"]["histogram_bucket_settings"][2]["buckets"][10] = 700.into()
+        }),
+        "differs from envoy/anthropic.yaml",
+    );
+    assert_refused(
+        &with_json(|f| {
+            f["stats_config"]["stats_tags"]
+                .as_array_mut()
+                .unwrap()
+                .pop();
+        }),
+        "differs from envoy/streamtap.yaml",
+    );
+    assert_refused(&with_json(|f| f["admin"] = json!({})), "stats_config alone");
+    // A copy of the envoy configs that drifted is caught as well.
+    let mut drifted = configs.clone();
+    drifted[0].1["stats_tags"][0]["tag_name"] = "provider".into();
+    assert_refused(
+        &check_stats_bootstrap(&cm, &drifted),
+        &format!("differs from envoy/{}", drifted[0].0),
+    );
+    let mut missing = cm.clone();
+    missing["data"] = json!({"bootstrap.json": "{}"});
+    assert_refused(
+        &check_stats_bootstrap(&missing, &configs),
+        "no data.custom_bootstrap.json",
+    );
+    let mut bad = cm.clone();
+    bad["data"][BOOTSTRAP_KEY] = "{\"stats_config\": {".into();
+    assert_refused(&check_stats_bootstrap(&bad, &configs), "is not JSON");
+
+    let cmv = |edit: fn(&mut Value)| broken("stats-bootstrap.yaml", "ConfigMap", edit);
+    assert_refused(
+        &cmv(|d| d["data"]["buckets"] = 5.into()),
+        "ConfigMap.data.buckets: must be of type string",
+    );
+    assert_refused(
+        &cmv(|d| d["data"]["custom bootstrap.json"] = "{}".into()),
+        "not a valid ConfigMap key",
+    );
+    assert_refused(
+        &cmv(|d| {
+            d.as_object_mut().unwrap().remove("data");
+        }),
+        "required field `data`",
+    );
+    assert_refused(
+        &cmv(|d| d["spec"] = json!({})),
+        "ConfigMap.spec: unknown field",
+    );
+    assert_refused(
+        &cmv(|d| {
+            d["metadata"].as_object_mut().unwrap().remove("namespace");
+        }),
+        "required field `namespace`",
+    );
+}
+
+#[test]
+fn broken_pod_annotation_patches_are_refused() {
+    let all = manifests();
+    let cm = find(&all, "stats-bootstrap.yaml", "ConfigMap");
+    let patch = find_patch(&all, "gateway-pod-annotations.yaml").clone();
+    let shape = |edit: fn(&mut Value)| {
+        let mut doc = patch.clone();
+        edit(&mut doc);
+        validate_manifest(&[], &doc)
+    };
+    assert!(shape(|_| {}).is_empty());
+    assert_refused(
+        &shape(|d| d["spec"]["replicas"] = 3.into()),
+        "patch.spec.replicas: unknown field",
+    );
+    assert_refused(
+        &shape(|d| d["spec"]["template"]["metadata"]["annotations"]["a/b/c"] = "x".into()),
+        "bad key",
+    );
+    assert_refused(
+        &shape(|d| {
+            d["spec"]["template"]["metadata"]["annotations"][BOOTSTRAP_OVERRIDE] = true.into()
+        }),
+        "must be of type string",
+    );
+    let annotations = |edit: fn(&mut Value)| {
+        let mut doc = patch.clone();
+        edit(&mut doc["spec"]["template"]["metadata"]["annotations"]);
+        check_pod_annotations(&doc, cm)
+    };
+    assert!(annotations(|_| {}).is_empty());
+    assert_refused(
+        &annotations(|a| a[BOOTSTRAP_OVERRIDE] = "istio-custom-bootstrap-config".into()),
+        "not the ConfigMap's name",
+    );
+    assert_refused(
+        &annotations(|a| a[PROXY_CONFIG] = "proxyStatsMatcher: {}".into()),
+        "is not JSON",
+    );
+    assert_refused(
+        &annotations(|a| {
+            a[PROXY_CONFIG] =
+                r#"{"proxyStatsMatcher":{"inclusionPrefixes":["wasmcustom.other"]}}"#.into()
+        }),
+        "must keep wasmcustom.streamtap",
+    );
 }

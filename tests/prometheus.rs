@@ -11,6 +11,7 @@
 mod support;
 
 use std::time::Duration;
+use support::prometheus::series;
 use support::{eventually, Call, Stack};
 
 #[test]
@@ -57,22 +58,6 @@ fn filter_stats_are_scraped_from_stats_prometheus() {
         (value(&scrape(), "streamtap_ttft_ms_count{}") == Some(3.0)).then_some(())
     })
     .unwrap_or_else(|| panic!("TTFT histogram never counted 3 calls:\n{}", scrape()));
-}
-
-/// One Prometheus series: its name and labels, and its value.
-fn series(text: &str, name: &str) -> Vec<(std::collections::BTreeMap<String, String>, f64)> {
-    text.lines()
-        .filter_map(|l| {
-            let rest = l.strip_prefix(name)?.strip_prefix('{')?;
-            let (labels, value) = rest.rsplit_once("} ")?;
-            let mut map = std::collections::BTreeMap::new();
-            for pair in labels.split("\",").filter(|p| !p.is_empty()) {
-                let (k, v) = pair.split_once("=\"")?;
-                map.insert(k.to_string(), v.trim_end_matches('"').to_string());
-            }
-            Some((map, value.trim().parse().ok()?))
-        })
-        .collect()
 }
 
 #[test]

@@ -84,6 +84,9 @@ pub struct EnvoyOptions {
     pub concurrency: u32,
     /// Envoy log level (`-l`): trace, debug, info, warning, error, critical, off.
     pub log_level: String,
+    /// More command-line arguments, after the harness's own (e.g. `--config-yaml`, as Istio's
+    /// sidecar passes a bootstrap override).
+    pub extra_args: Vec<String>,
 }
 
 impl EnvoyOptions {
@@ -99,6 +102,7 @@ impl EnvoyOptions {
             wasm_path: default_wasm_path(),
             concurrency: 1,
             log_level: "info".to_string(),
+            extra_args: Vec::new(),
         }
     }
 
@@ -124,6 +128,16 @@ impl EnvoyOptions {
 
     pub fn with_log_level(mut self, level: &str) -> Self {
         self.log_level = level.to_string();
+        self
+    }
+
+    /// Appends command-line arguments to Envoy's.
+    pub fn with_extra_args<I, S>(mut self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.extra_args.extend(args.into_iter().map(Into::into));
         self
     }
 }
@@ -511,6 +525,7 @@ impl Envoy {
             .arg(&log_path)
             .arg("-c")
             .arg(&config_path)
+            .args(&opts.extra_args)
             .stdin(Stdio::null())
             .stdout(Stdio::from(stdio))
             .stderr(Stdio::from(stdio2))
@@ -824,6 +839,9 @@ mod tests {
         );
         assert_eq!(o.filter, FilterVariant::Streamtap);
         assert_eq!(o.wasm_path, default_wasm_path());
+        assert!(o.extra_args.is_empty());
+        let o = o.with_extra_args(["--config-yaml", "{}"]);
+        assert_eq!(o.extra_args, ["--config-yaml", "{}"]);
     }
 
     #[test]

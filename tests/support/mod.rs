@@ -7,6 +7,7 @@
 mod chat;
 mod downstream;
 mod mock_stack;
+pub mod prometheus;
 mod scripted_stack;
 pub mod timeline;
 

@@ -6,7 +6,7 @@ use serde_json::Value;
 use std::time::Duration;
 use testbed::client::{self, StreamResult};
 use testbed::collector::Collector;
-use testbed::envoy::{Envoy, EnvoyOptions};
+use testbed::envoy::{template_path, Envoy, EnvoyOptions};
 use testbed::scripted::{Script, ScriptedUpstream, Served};
 
 use super::{next_id, summary_with_id, tail};
@@ -26,12 +26,24 @@ impl FaultStack {
         plugin_config: &str,
         opts: impl FnOnce(EnvoyOptions) -> EnvoyOptions,
     ) -> FaultStack {
+        let template = std::fs::read_to_string(template_path()).expect("envoy/streamtap.yaml");
+        Self::start_with_template(plugin_config, &template, opts)
+    }
+
+    /// As [`FaultStack::start_with`], Envoy rendered from `template` instead of
+    /// `envoy/streamtap.yaml` (same markers and placeholders).
+    pub fn start_with_template(
+        plugin_config: &str,
+        template: &str,
+        opts: impl FnOnce(EnvoyOptions) -> EnvoyOptions,
+    ) -> FaultStack {
         let upstream = ScriptedUpstream::start().expect("scripted upstream");
         let collector = Collector::start().expect("collector");
         let o = opts(
             EnvoyOptions::new(upstream.addr, collector.addr).with_plugin_config(plugin_config),
         );
-        let envoy = Envoy::start(&o).unwrap_or_else(|e| panic!("envoy did not start:\n{e}"));
+        let envoy = Envoy::start_with_template(&o, template)
+            .unwrap_or_else(|e| panic!("envoy did not start:\n{e}"));
         FaultStack {
             upstream,
             collector,
