@@ -257,16 +257,20 @@ distclean: clean ## clean, and remove .venv too
 # the property tests (tests/properties.rs) run long instead. A crash fails the
 # target and leaves its input in fuzz/artifacts/tap/.
 FUZZ_SECONDS ?= 60
-# FUZZ_TARGET: tap (the framings and adapters through CallTap) or ndjson
-# (the NDJSON line decoder alone).
+# FUZZ_TARGET: tap (the framings and adapters through CallTap), ndjson (the
+# NDJSON line decoder alone) or json_array (the streamed-array framing alone).
 FUZZ_TARGET  ?= tap
 FUZZ_CORPUS  := fuzz/corpus/tap
 
 .PHONY: fuzz fuzz-corpus soak
 fuzz-corpus: ## Seed the fuzz corpus from tests/fixtures (first line: the folder's request.path; byte 0 type (sse 0, json 1, ndjson 2)/status/end, byte 1 chunking)
-	@mkdir -p $(FUZZ_CORPUS) fuzz/corpus/ndjson
+	@mkdir -p $(FUZZ_CORPUS) fuzz/corpus/ndjson fuzz/corpus/json_array
 	@for f in tests/fixtures/*/*.ndjson; do \
 	  { printf '\x47'; cat "$$f"; } > fuzz/corpus/ndjson/$$(basename "$$(dirname "$$f")")-$$(basename "$$f"); \
+	done
+	@for f in tests/fixtures/gemini*/*.json; do \
+	  case "$$f" in *.expected.json|*/request.json) continue;; esac; \
+	  { printf '\x47'; cat "$$f"; } > fuzz/corpus/json_array/$$(basename "$$(dirname "$$f")")-$$(basename "$$f"); \
 	done
 	@for dir in tests/fixtures/*/; do \
 	  api=$$(basename "$$dir"); path=$$(cat "$$dir/request.path"); \
@@ -278,7 +282,7 @@ fuzz-corpus: ## Seed the fuzz corpus from tests/fixtures (first line: the folder
 	  done; \
 	done
 
-fuzz: fuzz-corpus ## Fuzz FUZZ_TARGET (tap: the framings + adapters; ndjson) for FUZZ_SECONDS (default 60): cargo-fuzz, else long property tests
+fuzz: fuzz-corpus ## Fuzz FUZZ_TARGET (tap: the framings + adapters; ndjson; json_array) for FUZZ_SECONDS (default 60): cargo-fuzz, else long property tests
 	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz || true
 	@if command -v cargo-fuzz >/dev/null && (cd fuzz && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz build $(FUZZ_TARGET)); then \
 	  cd fuzz && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run $(FUZZ_TARGET) corpus/$(FUZZ_TARGET) -- \

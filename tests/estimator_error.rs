@@ -23,6 +23,10 @@ fn fixture_texts() -> Vec<(String, String)> {
         "anthropic",
         "ollama-chat",
         "ollama-generate",
+        "gemini",
+        "gemini-array",
+        "gemini-generate",
+        "vertex-gemini",
     ] {
         let mut paths: Vec<_> = std::fs::read_dir(root.join(dir))
             .unwrap()

@@ -37,6 +37,11 @@ const PATHS: &[&str] = &[
     "/v1/other",
     "/api/chat",
     "/api/generate",
+    "/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse&key=AIzaSyFAKE-never-in-a-summary",
+    "/v1beta/models/gemini-2.5-flash:streamGenerateContent",
+    "/v1beta/models/gemini-2.5-flash:generateContent",
+    "/v1/projects/demo-project/locations/us-central1/publishers/google/models/gemini-2.0-flash-001:streamGenerateContent?alt=sse",
+    "/v1/projects/demo-project/locations/us-east5/publishers/anthropic/models/claude-sonnet-4@20250514:streamRawPredict",
 ];
 
 fn config() -> Config {
@@ -66,6 +71,11 @@ fn fixtures() -> &'static [(usize, String, Vec<u8>)] {
             "unknown",
             "ollama-chat",
             "ollama-generate",
+            "gemini",
+            "gemini-array",
+            "gemini-generate",
+            "vertex-gemini",
+            "vertex-anthropic",
         ]
         .iter()
         .enumerate()

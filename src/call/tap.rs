@@ -13,6 +13,7 @@ use crate::provider::request::RequestScan;
 use crate::provider::Api;
 use crate::wire::decompress::{Encoding, Inflater, Progress};
 use crate::wire::json;
+use crate::wire::json_array::ElementDecoder;
 use crate::wire::ndjson::{is_ndjson, LineDecoder};
 use crate::wire::sse::SseDecoder;
 use std::rc::Rc;
@@ -45,6 +46,9 @@ enum ResponseBody {
     EventStream(SseDecoder),
     /// Newline-delimited JSON (Ollama's streams): a line is an event.
     Lines(LineDecoder),
+    /// A JSON body read element by element (Gemini's streamed array, or one
+    /// object): an element is an event.
+    Elements(ElementDecoder),
     /// A JSON body copied up to MAX_JSON_BODY_BYTES.
     Json {
         copy: Vec<u8>,
@@ -129,6 +133,9 @@ pub struct CallTap {
     outcome: Option<Outcome>,
     /// The compressed copy could not be decoded: the rest went unread.
     undecodable: bool,
+    /// The path asks a `JSON_ELEMENTS` format for a stream (Gemini's
+    /// `:streamGenerateContent` without `?alt=sse`).
+    json_stream: bool,
 }
 
 impl CallTap {
@@ -151,6 +158,7 @@ impl CallTap {
             finished: false,
             outcome: None,
             undecodable: false,
+            json_stream: false,
         }
     }
 
@@ -188,6 +196,15 @@ impl CallTap {
             self.api = Api::from_path(p);
             self.record.provider = self.api.provider();
             self.record.api = self.api.name();
+            // Gemini and Vertex AI name it there (a body's `model` wins).
+            self.record.request.model = self.api.model_from_path(p).map(|m| {
+                let mut end = m.len().min(crate::provider::request::MAX_MODEL_BYTES);
+                while !m.is_char_boundary(end) {
+                    end -= 1;
+                }
+                m[..end].to_string()
+            });
+            self.json_stream = self.api.streams_json(p);
         }
         let request = &mut self.record.request;
         request.method = method;
@@ -233,7 +250,9 @@ impl CallTap {
             if self.api != Api::Unknown {
                 request.estimated_input_tokens = Some(fields.estimated_input_tokens());
             }
-            request.model = fields.model;
+            if fields.model.is_some() {
+                request.model = fields.model;
+            }
         }
         if self.settings.capture_request_content && !self.request_body_overflow {
             // Only a body whose credential fields could be found and blanked
@@ -299,7 +318,12 @@ impl CallTap {
             .map(|mt| mt.trim_ascii().to_ascii_lowercase())
             .unwrap_or_default();
         let lines = is_ndjson(content_type);
-        self.record.stream = lines || crate::wire::sse::is_event_stream(content_type);
+        let json = media_type == "application/json" || media_type.ends_with("+json");
+        let elements = json && self.api.json_elements();
+        self.record.stream = lines
+            || crate::wire::sse::is_event_stream(content_type)
+            // An error answer is one body, not a stream.
+            || (elements && self.json_stream && status.is_some_and(|s| s < 400));
         let encoding = Encoding::from_header(content_encoding);
         self.inflater = Inflater::new(&encoding, self.settings.max_decoded_bytes);
         let readable = match encoding {
@@ -322,9 +346,11 @@ impl CallTap {
             ResponseBody::Opaque
         } else if lines {
             ResponseBody::Lines(LineDecoder::new(MAX_EVENT_BYTES))
+        } else if elements {
+            ResponseBody::Elements(ElementDecoder::new(MAX_EVENT_BYTES))
         } else if self.record.stream {
             ResponseBody::EventStream(SseDecoder::new(MAX_EVENT_BYTES))
-        } else if media_type == "application/json" || media_type.ends_with("+json") {
+        } else if json {
             ResponseBody::Json {
                 copy: Vec::new(),
                 overflow: false,
@@ -450,6 +476,9 @@ impl CallTap {
                     apply_event(api, record, line.data, line.oversized, now_us)
                 });
             }
+            ResponseBody::Elements(mut decoder) => {
+                decoder.finish(&mut |e| apply_event(api, record, e.data, e.oversized, now_us));
+            }
             ResponseBody::Json { copy, overflow } => {
                 if api != Api::Unknown
                     && !copy.is_empty()
@@ -532,6 +561,11 @@ fn read_body(
         ResponseBody::Lines(decoder) => {
             decoder.feed(bytes, &mut |line| {
                 apply_event(api, record, line.data, line.oversized, now_us)
+            });
+        }
+        ResponseBody::Elements(decoder) => {
+            decoder.feed(bytes, &mut |e| {
+                apply_event(api, record, e.data, e.oversized, now_us)
             });
         }
         ResponseBody::Json { copy, overflow } => {

@@ -13,6 +13,30 @@ type Result<T> = std::result::Result<T, ParseError>;
 
 pub struct Messages;
 
+/// Anthropic's models on Vertex AI (`…/publishers/anthropic/models/{m}:streamRawPredict`
+/// and `:rawPredict`): Messages on the wire, Vertex's provider name, the
+/// model in the path.
+pub struct OnVertex;
+
+impl WireFormat for OnVertex {
+    const PROVIDER: &'static str = "gcp.vertex_ai";
+    const API: &'static str = Messages::API;
+    const END_MARKER: &'static str = Messages::END_MARKER;
+    const INPUT_INCLUDES_CACHED: bool = Messages::INPUT_INCLUDES_CACHED;
+
+    fn model_from_path(path: &str) -> Option<&str> {
+        super::gemini::model_in_path(path)
+    }
+
+    fn apply_stream_event(data: &[u8], record: &mut CallRecord, now_us: u64) -> Result<()> {
+        Messages::apply_stream_event(data, record, now_us)
+    }
+
+    fn apply_body(body: &[u8], record: &mut CallRecord, now_us: u64) -> Result<()> {
+        Messages::apply_body(body, record, now_us)
+    }
+}
+
 impl WireFormat for Messages {
     const PROVIDER: &'static str = "anthropic";
     const API: &'static str = "messages";

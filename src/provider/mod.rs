@@ -8,6 +8,7 @@
 //! per-event path has no indirect call.
 
 pub mod anthropic_messages;
+pub mod gemini;
 pub mod ollama;
 pub mod openai_chat;
 pub mod openai_responses;
@@ -34,7 +35,18 @@ pub trait WireFormat {
     /// Whether the usage's input count includes the cached part (OpenAI)
     /// or counts it beside (Anthropic): pricing normalizes it (`call::cost`).
     const INPUT_INCLUDES_CACHED: bool;
-    /// One SSE event's `data`.
+    /// A JSON response body is read element by element as it arrives (a
+    /// streamed JSON array, `wire::json_array`), each element as an event.
+    const JSON_ELEMENTS: bool = false;
+    /// The model the path names, for formats whose body names none.
+    fn model_from_path(_path: &str) -> Option<&str> {
+        None
+    }
+    /// With `JSON_ELEMENTS`: the path asks for a stream (a JSON array).
+    fn streams_json(_path: &str) -> bool {
+        false
+    }
+    /// One stream event's data (an SSE event's, an NDJSON line, an array element).
     fn apply_stream_event(
         data: &[u8],
         record: &mut CallRecord,
@@ -44,8 +56,18 @@ pub trait WireFormat {
     fn apply_body(body: &[u8], record: &mut CallRecord, now_us: u64) -> Result<(), ParseError>;
 }
 
+/// A row's `within` segment, or "" (found in every path).
+macro_rules! within_or_anywhere {
+    () => {
+        ""
+    };
+    ($within:literal) => {
+        $within
+    };
+}
+
 macro_rules! wire_formats {
-    ($($variant:ident => $format:ty, path suffix $suffix:literal;)+) => {
+    ($($variant:ident => $format:ty, paths $(within $within:literal)? ending [$($suffix:literal),+];)+) => {
         /// The wire format of a call, told by its path; never guessed from content.
         #[derive(Debug, Clone, Copy, PartialEq, Eq)]
         pub enum Api {
@@ -55,7 +77,10 @@ macro_rules! wire_formats {
         }
 
         impl Api {
-            const ROUTES: &'static [(&'static str, Api)] = &[$(($suffix, Api::$variant)),+];
+            /// (a segment the path must hold, its suffixes, the format), in
+            /// table order: the first match wins.
+            const ROUTES: &'static [(&'static str, &'static [&'static str], Api)] =
+                &[$((within_or_anywhere!($($within)?), &[$($suffix),+], Api::$variant)),+];
             /// Every known format (not `Unknown`).
             pub const KNOWN: &'static [Api] = &[$(Api::$variant),+];
 
@@ -85,6 +110,27 @@ macro_rules! wire_formats {
             pub fn operation(self) -> Option<&'static str> {
                 match self {
                     $(Api::$variant => Some(<$format>::OPERATION),)+
+                    Api::Unknown => None,
+                }
+            }
+
+            pub fn json_elements(self) -> bool {
+                match self {
+                    $(Api::$variant => <$format>::JSON_ELEMENTS,)+
+                    Api::Unknown => false,
+                }
+            }
+
+            pub fn streams_json(self, path: &str) -> bool {
+                match self {
+                    $(Api::$variant => <$format>::streams_json(path),)+
+                    Api::Unknown => false,
+                }
+            }
+
+            pub fn model_from_path(self, path: &str) -> Option<&str> {
+                match self {
+                    $(Api::$variant => <$format>::model_from_path(path),)+
                     Api::Unknown => None,
                 }
             }
@@ -124,17 +170,23 @@ macro_rules! wire_formats {
 }
 
 wire_formats! {
-    ChatCompletions => openai_chat::ChatCompletions, path suffix "/chat/completions";
-    Responses => openai_responses::Responses, path suffix "/responses";
-    AnthropicMessages => anthropic_messages::Messages, path suffix "/messages";
-    OllamaChat => ollama::Chat, path suffix "/api/chat";
-    OllamaGenerate => ollama::Generate, path suffix "/api/generate";
+    ChatCompletions => openai_chat::ChatCompletions, paths ending ["/chat/completions"];
+    Responses => openai_responses::Responses, paths ending ["/responses"];
+    AnthropicMessages => anthropic_messages::Messages, paths ending ["/messages"];
+    OllamaChat => ollama::Chat, paths ending ["/api/chat"];
+    OllamaGenerate => ollama::Generate, paths ending ["/api/generate"];
+    VertexAnthropic => anthropic_messages::OnVertex,
+        paths within "/publishers/anthropic/" ending [":streamRawPredict", ":rawPredict"];
+    VertexGemini => gemini::OnVertex,
+        paths within "/publishers/google/" ending [":streamGenerateContent", ":generateContent"];
+    Gemini => gemini::Gemini, paths ending [":streamGenerateContent", ":generateContent"];
 }
 
 impl Api {
     /// From the request path, query ignored, a trailing `/` too: OpenAI,
     /// Azure OpenAI (`/openai/deployments/x/chat/completions`), compatible
-    /// servers, Anthropic, Ollama's native API.
+    /// servers, Anthropic, Ollama's native API, Gemini and Vertex AI (by the
+    /// method after the model: `…/models/m:streamGenerateContent`).
     pub fn from_path(path: &str) -> Api {
         let route = path
             .split('?')
@@ -143,8 +195,10 @@ impl Api {
             .trim_end_matches('/');
         Api::ROUTES
             .iter()
-            .find(|(suffix, _)| route.ends_with(suffix))
-            .map_or(Api::Unknown, |&(_, api)| api)
+            .find(|(within, suffixes, _)| {
+                route.contains(within) && suffixes.iter().any(|s| route.ends_with(s))
+            })
+            .map_or(Api::Unknown, |&(_, _, api)| api)
     }
 }
 
@@ -173,6 +227,19 @@ pub(crate) mod tests {
             ("/v1/messages", Api::AnthropicMessages),
             ("/api/chat", Api::OllamaChat),
             ("/ollama/api/generate/", Api::OllamaGenerate),
+            (
+                "/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse",
+                Api::Gemini,
+            ),
+            ("/v1beta/models/gemini-2.5-flash:generateContent", Api::Gemini),
+            (
+                "/v1/projects/p/locations/us-central1/publishers/google/models/gemini-2.0-flash:streamGenerateContent",
+                Api::VertexGemini,
+            ),
+            (
+                "/v1/projects/p/locations/us-east5/publishers/anthropic/models/claude-sonnet-4@20250514:rawPredict",
+                Api::VertexAnthropic,
+            ),
             ("/v1/embeddings", Api::Unknown),
             ("", Api::Unknown),
         ] {

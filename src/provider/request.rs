@@ -43,7 +43,7 @@ enum Field {
     Tools,
     Messages,
     Input,
-    /// `system`, `instructions`, `prompt`: prompt text only.
+    /// `system`, `instructions`, `prompt`, `systemInstruction`: prompt text only.
     Prompt,
 }
 
@@ -53,11 +53,12 @@ fn field_of(key: &[u8]) -> Field {
         b"stream" => Field::Stream,
         b"max_tokens" | b"max_completion_tokens" | b"max_output_tokens" => Field::MaxTokens,
         b"tools" => Field::Tools,
-        b"messages" => Field::Messages,
+        // `contents`: Gemini's turns, each with `parts[].text`.
+        b"messages" | b"contents" => Field::Messages,
         // Responses API: a string, or a list of items.
         b"input" => Field::Input,
         // `prompt`: Ollama's /api/generate (and legacy completions).
-        b"system" | b"instructions" | b"prompt" => Field::Prompt,
+        b"system" | b"instructions" | b"prompt" | b"systemInstruction" => Field::Prompt,
         _ => Field::Other,
     }
 }

@@ -32,7 +32,7 @@ fn oracle_read(body: &[u8]) -> Result<RequestFields, ParseError> {
                 fields.tools = Some(count);
                 Ok(())
             }
-            b"messages" => {
+            b"messages" | b"contents" => {
                 let mut count = 0;
                 j.opt_array(|_, j| {
                     count += 1;
@@ -55,7 +55,9 @@ fn oracle_read(body: &[u8]) -> Result<RequestFields, ParseError> {
                 fields.messages = fields.messages.or(Some(count));
                 Ok(())
             }
-            b"system" | b"instructions" | b"prompt" => oracle_feed_prompt(j, &mut fields.prompt),
+            b"system" | b"instructions" | b"prompt" | b"systemInstruction" => {
+                oracle_feed_prompt(j, &mut fields.prompt)
+            }
             _ => j.skip(),
         })
     })?;
@@ -365,6 +367,8 @@ fn arb_key() -> impl Strategy<Value = String> {
             "system",
             "instructions",
             "prompt",
+            "contents",
+            "systemInstruction",
             "content",
             "text",
             "role",
