@@ -84,22 +84,31 @@ for part in client.chat(model="llama3.1:8b", stream=True,
                       "done": part.done, "eval_count": part.eval_count}), flush=True)
 "#;
 
-#[test]
-fn ollamas_python_client_streams_live_through_envoy_and_the_summary_reads_ollama() {
+/// Streams `script` (its args: Envoy's URL, the test id, the token count)
+/// through a real Envoy with streamtap; checks the client got the tokens
+/// live; returns what the last part said and the call's summary.
+fn stream_through_envoy(script: &str) -> (Value, Value, testbed::upstream::SentStream) {
     let stack = Stack::start(FilterVariant::Streamtap, support::FAST_EXPORT);
     let host = format!("http://{}", stack.envoy.listener);
-    let test_id = support::next_id("ollama");
-    let parts = run_python(OLLAMA_CHAT, &[&host, &test_id, &TOKENS.to_string()]);
+    let test_id = support::next_id("sdk");
+    let parts = run_python(script, &[&host, &test_id, &TOKENS.to_string()]);
     check_live(&parts).unwrap_or_else(|e| panic!("{e}\n{parts:?}"));
-    let last = parts.last().unwrap();
-    assert_eq!(last["done"], true);
-    assert_eq!(last["eval_count"], TOKENS);
     let sent = stack
         .upstream
         .wait_sent(&test_id, std::time::Duration::from_secs(5))
         .unwrap();
     let request_id = support::header(&sent, "x-request-id").unwrap();
-    let s = summary_with_id(&stack.collector, &stack.envoy, &request_id);
+    let summary = summary_with_id(&stack.collector, &stack.envoy, &request_id);
+    let (_, stats) = stack.envoy.admin_get("/stats/prometheus").unwrap();
+    assert!(!stats.contains("AIzaSy"), "a key in the stats");
+    (parts.last().unwrap().clone(), summary, sent)
+}
+
+#[test]
+fn ollamas_python_client_streams_live_through_envoy_and_the_summary_reads_ollama() {
+    let (last, s, sent) = stream_through_envoy(OLLAMA_CHAT);
+    assert_eq!(last["done"], true);
+    assert_eq!(last["eval_count"], TOKENS);
     assert_eq!(s["provider"], "ollama", "{s}");
     assert_eq!(s["api"], "ollama.chat");
     assert_eq!(s["model"], "llama3.1:8b");
@@ -112,4 +121,50 @@ fn ollamas_python_client_streams_live_through_envoy_and_the_summary_reads_ollama
     assert_eq!(s["stream_health"]["end_marker"], true);
     assert_eq!(s["stream_health"]["verdict"], "smooth", "{s}");
     assert_eq!(s["finish_reasons"], serde_json::json!(["stop"]));
+}
+
+const GOOGLE_GENAI: &str = r#"
+import json, sys, time
+from google import genai
+from google.genai import types
+client = genai.Client(api_key="AIzaSyFAKE-sdk-key-never-in-a-summary", http_options=types.HttpOptions(
+    base_url=sys.argv[1], api_version="v1beta",
+    headers={"x-test-id": sys.argv[2], "x-mock-tokens": sys.argv[3], "x-mock-interval-ms": "100"}))
+t0 = time.monotonic()
+for chunk in client.models.generate_content_stream(model="gemini-2.5-flash", contents="Say hello, slowly"):
+    candidate = chunk.candidates[0]
+    text = "".join(p.text or "" for p in candidate.content.parts)
+    usage = chunk.usage_metadata
+    print(json.dumps({"t_ms": (time.monotonic() - t0) * 1000, "text": text,
+                      "done": candidate.finish_reason is not None,
+                      "eval_count": usage.candidates_token_count if usage else None}), flush=True)
+"#;
+
+#[test]
+fn googles_genai_client_streams_live_through_envoy_and_the_summary_reads_gemini() {
+    let (last, s, sent) = stream_through_envoy(GOOGLE_GENAI);
+    assert_eq!(last["done"], true);
+    assert_eq!(last["eval_count"], TOKENS);
+    // The SDK asks for SSE and sends its key in a header: neither the key
+    // nor the query string reaches the summary.
+    assert!(
+        support::header(&sent, "x-goog-api-key").is_some_and(|k| k.starts_with("AIzaSy")),
+        "the key should reach the upstream"
+    );
+    assert!(!s.to_string().contains("AIzaSy"), "{s}");
+    assert_eq!(
+        s["path"],
+        "/v1beta/models/gemini-2.5-flash:streamGenerateContent"
+    );
+    assert_eq!(s["provider"], "gcp.gemini", "{s}");
+    assert_eq!(s["api"], "generate_content");
+    assert_eq!(s["model"], "gemini-2.5-flash");
+    assert_eq!(s["content"], sent.content.as_str());
+    assert_eq!(s["output_tokens"], TOKENS);
+    assert_eq!(s["input_tokens"], sent.prompt_tokens);
+    assert_eq!(s["usage_source"], "reported");
+    assert_eq!(s["outcome"], "completed");
+    assert_eq!(s["stream_health"]["end_marker"], true);
+    assert_eq!(s["stream_health"]["verdict"], "smooth", "{s}");
+    assert_eq!(s["finish_reasons"], serde_json::json!(["STOP"]));
 }

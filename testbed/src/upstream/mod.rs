@@ -1,5 +1,7 @@
-//! Mock LLM upstream: OpenAI Chat Completions, and Ollama's native API
-//! (`/api/chat`, `/api/generate`: NDJSON lines, `upstream::ollama`).
+//! Mock LLM upstream: OpenAI Chat Completions, Ollama's native API
+//! (`/api/chat`, `/api/generate`: NDJSON lines, `upstream::ollama`) and the
+//! Gemini API (`…/models/m:streamGenerateContent?alt=sse`, `:generateContent`:
+//! `upstream::gemini`), told apart by the path.
 //!
 //! A hand-written HTTP/1.1 server on tokio rather than hyper, so that every
 //! write goes to the socket at its own time and the instant it completed can be
@@ -26,6 +28,7 @@
 //! separates the writes after it (in `batch` mode, the batches).
 
 mod controls;
+mod gemini;
 mod ollama;
 mod openai;
 mod stamps;
@@ -292,9 +295,17 @@ async fn respond(
     sent.completion_tokens = controls.tokens as u64;
     sent.content = (0..controls.tokens).map(token_text).collect();
     let ollama = ollama::is_ollama(&request.path);
+    let gemini = gemini::model_of(&request.path).is_some();
     if !chat.stream {
         sent.body = if ollama {
             ollama::whole_body(&chat, &request.path, &sent.content, controls.tokens)
+        } else if gemini {
+            gemini::whole_body(
+                &chat.model,
+                chat.prompt_tokens,
+                &sent.content,
+                controls.tokens,
+            )
         } else {
             completion_body(&id, &chat, controls.tokens, &sent.content).map_err(io::Error::other)?
         };
@@ -305,6 +316,11 @@ async fn respond(
         (
             ollama::render_lines(&chat, &request.path, controls.tokens),
             "application/x-ndjson",
+        )
+    } else if gemini {
+        (
+            gemini::render_events(&chat.model, chat.prompt_tokens, controls.tokens),
+            "text/event-stream",
         )
     } else {
         let events = render_events(
@@ -333,7 +349,14 @@ fn prepare(request: &Request) -> Result<(Controls, ChatRequest), (u16, Vec<u8>)>
     }
     Controls::from_request(request)
         .and_then(|controls| {
-            let chat = ChatRequest::parse(&request.body, ollama::is_ollama(&request.path))?;
+            let mut chat = ChatRequest::parse(&request.body, ollama::is_ollama(&request.path))?;
+            // Gemini names the model and the streaming in the path.
+            if let Some(model) = gemini::model_of(&request.path) {
+                chat.model = model.to_string();
+                chat.stream = request.path.contains(":streamGenerateContent");
+                let body: Value = serde_json::from_slice(&request.body).unwrap_or_default();
+                chat.prompt_tokens = gemini::prompt_tokens(&body);
+            }
             Ok((controls, chat))
         })
         .map_err(|message| (400, invalid(&message)))
