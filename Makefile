@@ -258,14 +258,17 @@ distclean: clean ## clean, and remove .venv too
 # the property tests (tests/properties.rs) run long instead. A crash fails the
 # target and leaves its input in fuzz/artifacts/tap/.
 FUZZ_SECONDS ?= 60
-# FUZZ_TARGET: tap (the framings and adapters through CallTap), ndjson (the
-# NDJSON line decoder alone) or json_array (the streamed-array framing alone).
+# FUZZ_TARGET: tap (the framings and adapters through CallTap), or one framing
+# alone: ndjson, json_array, eventstream.
 FUZZ_TARGET  ?= tap
 FUZZ_CORPUS  := fuzz/corpus/tap
 
 .PHONY: fuzz fuzz-corpus soak
-fuzz-corpus: ## Seed the fuzz corpus from tests/fixtures (first line: the folder's request.path; byte 0 type (sse 0, json 1, ndjson 2)/status/end, byte 1 chunking)
-	@mkdir -p $(FUZZ_CORPUS) fuzz/corpus/ndjson fuzz/corpus/json_array
+fuzz-corpus: ## Seed the fuzz corpus from tests/fixtures (first line: the folder's request.path; byte 0 type (sse 0, json 1, ndjson 2, eventstream 3)/status/end, byte 1 chunking)
+	@mkdir -p $(FUZZ_CORPUS) fuzz/corpus/ndjson fuzz/corpus/json_array fuzz/corpus/eventstream
+	@for f in tests/fixtures/*/*.eventstream; do \
+	  { printf '\x47'; cat "$$f"; } > fuzz/corpus/eventstream/$$(basename "$$(dirname "$$f")")-$$(basename "$$f"); \
+	done
 	@for f in tests/fixtures/*/*.ndjson; do \
 	  { printf '\x47'; cat "$$f"; } > fuzz/corpus/ndjson/$$(basename "$$(dirname "$$f")")-$$(basename "$$f"); \
 	done
@@ -278,12 +281,12 @@ fuzz-corpus: ## Seed the fuzz corpus from tests/fixtures (first line: the folder
 	  for f in "$$dir"*; do \
 	    name=$$(basename "$$f"); \
 	    case "$$name" in *.expected.json|request.*) continue;; esac; \
-	    case "$$name" in *.sse) sel=0;; *.ndjson) sel=2;; *) sel=1;; esac; \
+	    case "$$name" in *.sse) sel=0;; *.ndjson) sel=2;; *.eventstream) sel=3;; *) sel=1;; esac; \
 	    { printf '%s\n' "$$path"; printf "\\x$$(printf %02x $$sel)\\x07"; cat "$$f"; } > $(FUZZ_CORPUS)/$$api-$$name; \
 	  done; \
 	done
 
-fuzz: fuzz-corpus ## Fuzz FUZZ_TARGET (tap: the framings + adapters; ndjson; json_array) for FUZZ_SECONDS (default 60): cargo-fuzz, else long property tests
+fuzz: fuzz-corpus ## Fuzz FUZZ_TARGET (tap: the framings + adapters; ndjson, json_array, eventstream) for FUZZ_SECONDS (default 60): cargo-fuzz, else long property tests
 	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz || true
 	@if command -v cargo-fuzz >/dev/null && (cd fuzz && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz build $(FUZZ_TARGET)); then \
 	  cd fuzz && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run $(FUZZ_TARGET) corpus/$(FUZZ_TARGET) -- \

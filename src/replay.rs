@@ -123,7 +123,8 @@ impl End<'_> {
 }
 
 /// A recorded response of `tests/fixtures/<api>/`: `NAME.sse` (an event
-/// stream), `NAME.ndjson` (JSON lines) or `NAME.json`; `error-NNN.*` was answered with status NNN.
+/// stream), `NAME.ndjson` (JSON lines), `NAME.eventstream` (AWS frames) or
+/// `NAME.json`; `error-NNN.*` was answered with status NNN.
 #[derive(Debug, Clone)]
 pub struct Fixture {
     pub file: PathBuf,
@@ -148,12 +149,15 @@ pub fn declared_path(dir: &Path) -> Result<String, String> {
 
 /// Every fixture, in a stable order. The response file's siblings
 /// The content type a fixture is served with, from its extension: `.sse`
-/// an event stream, `.ndjson` newline-delimited JSON, `.json` a body.
+/// an event stream, `.ndjson` newline-delimited JSON, `.eventstream` AWS
+/// event-stream frames, `.json` a body.
 pub fn fixture_content_type(name: &str) -> Option<&'static str> {
     if name.ends_with(".sse") {
         Some("text/event-stream")
     } else if name.ends_with(".ndjson") {
         Some("application/x-ndjson")
+    } else if name.ends_with(".eventstream") {
+        Some("application/vnd.amazon.eventstream")
     } else if name.ends_with(".json") {
         Some("application/json")
     } else {

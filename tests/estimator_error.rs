@@ -27,6 +27,8 @@ fn fixture_texts() -> Vec<(String, String)> {
         "gemini-array",
         "gemini-generate",
         "vertex-gemini",
+        "bedrock-converse",
+        "bedrock-invoke",
     ] {
         let mut paths: Vec<_> = std::fs::read_dir(root.join(dir))
             .unwrap()

@@ -42,6 +42,8 @@ const PATHS: &[&str] = &[
     "/v1beta/models/gemini-2.5-flash:generateContent",
     "/v1/projects/demo-project/locations/us-central1/publishers/google/models/gemini-2.0-flash-001:streamGenerateContent?alt=sse",
     "/v1/projects/demo-project/locations/us-east5/publishers/anthropic/models/claude-sonnet-4@20250514:streamRawPredict",
+    "/model/anthropic.claude-3-5-sonnet-20240620-v1%3A0/converse-stream",
+    "/model/arn%3Aaws%3Abedrock%3Aus-east-1%3A123456789012%3Ainference-profile%2Fus.anthropic.claude-3-5-sonnet-20241022-v2%3A0/invoke-with-response-stream",
 ];
 
 fn config() -> Config {
@@ -76,6 +78,8 @@ fn fixtures() -> &'static [(usize, String, Vec<u8>)] {
             "gemini-generate",
             "vertex-gemini",
             "vertex-anthropic",
+            "bedrock-converse",
+            "bedrock-invoke",
         ]
         .iter()
         .enumerate()
@@ -136,7 +140,8 @@ fn input() -> impl Strategy<Value = (usize, String, Vec<u8>)> {
         prop_oneof![
             Just("text/event-stream"),
             Just("application/json"),
-            Just("application/x-ndjson")
+            Just("application/x-ndjson"),
+            Just("application/vnd.amazon.eventstream")
         ],
         prop::collection::vec(any::<u8>(), 0..2048),
     )

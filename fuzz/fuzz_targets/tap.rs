@@ -1,10 +1,10 @@
-//! Fuzz target: the SSE and NDJSON framings and every provider adapter
-//! through `CallTap`.
+//! Fuzz target: every framing (SSE, NDJSON, JSON array, AWS event stream)
+//! and every provider adapter through `CallTap`.
 //!
 //! Input layout: the request path up to the first `\n` (the corpus seeds
 //! take it from each fixture folder's `request.path`, so the fuzzer also
 //! explores the provider table's path matching); then byte 0 picks the
-//! content type (`% 3`: event stream, JSON or NDJSON), the status (`/ 2 % 4`: 200,
+//! content type (`% 4`: event stream, JSON, NDJSON or AWS event stream), the status (`/ 2 % 4`: 200,
 //! 200, 429, 500) and how the call ends (`/ 8 % 4`: end of stream, end of
 //! stream, upstream reset, client cancel); byte 1 seeds the chunk sizes; the
 //! rest is the response body.
@@ -47,9 +47,13 @@ fn summarize(path: &str, sel: u8, pieces: &[&[u8]]) -> serde_json::Value {
             br#"{"model":"m","stream":true,"messages":[{"role":"user","content":"hi"}]}"#.to_vec(),
         ),
         status: [200u16, 200, 429, 500][usize::from((sel / 2) % 4)],
-        content_type: ["text/event-stream", "application/json", "application/x-ndjson"]
-            [usize::from(sel % 3)]
-            .into(),
+        content_type: [
+            "text/event-stream",
+            "application/json",
+            "application/x-ndjson",
+            "application/vnd.amazon.eventstream",
+        ][usize::from(sel % 4)]
+        .into(),
         settings: TapSettings {
             capture_response_content: true,
             capture_request_content: true,

@@ -12,6 +12,7 @@ use crate::config::{is_credential_field, listed_owned};
 use crate::provider::request::RequestScan;
 use crate::provider::Api;
 use crate::wire::decompress::{Encoding, Inflater, Progress};
+use crate::wire::eventstream::{Frame, FrameDecoder};
 use crate::wire::json;
 use crate::wire::json_array::ElementDecoder;
 use crate::wire::ndjson::{is_ndjson, LineDecoder};
@@ -49,6 +50,8 @@ enum ResponseBody {
     /// A JSON body read element by element (Gemini's streamed array, or one
     /// object): an element is an event.
     Elements(ElementDecoder),
+    /// AWS event-stream frames (Bedrock): a frame is an event.
+    Frames(FrameDecoder),
     /// A JSON body copied up to MAX_JSON_BODY_BYTES.
     Json {
         copy: Vec<u8>,
@@ -318,9 +321,11 @@ impl CallTap {
             .map(|mt| mt.trim_ascii().to_ascii_lowercase())
             .unwrap_or_default();
         let lines = is_ndjson(content_type);
+        let frames = media_type == "application/vnd.amazon.eventstream";
         let json = media_type == "application/json" || media_type.ends_with("+json");
         let elements = json && self.api.json_elements();
         self.record.stream = lines
+            || frames
             || crate::wire::sse::is_event_stream(content_type)
             // An error answer is one body, not a stream.
             || (elements && self.json_stream && status.is_some_and(|s| s < 400));
@@ -346,6 +351,8 @@ impl CallTap {
             ResponseBody::Opaque
         } else if lines {
             ResponseBody::Lines(LineDecoder::new(MAX_EVENT_BYTES))
+        } else if frames {
+            ResponseBody::Frames(FrameDecoder::new(MAX_EVENT_BYTES))
         } else if elements {
             ResponseBody::Elements(ElementDecoder::new(MAX_EVENT_BYTES))
         } else if self.record.stream {
@@ -479,6 +486,9 @@ impl CallTap {
             ResponseBody::Elements(mut decoder) => {
                 decoder.finish(&mut |e| apply_event(api, record, e.data, e.oversized, now_us));
             }
+            ResponseBody::Frames(mut decoder) => {
+                decoder.finish(&mut |frame| apply_frame(api, record, frame, now_us));
+            }
             ResponseBody::Json { copy, overflow } => {
                 if api != Api::Unknown
                     && !copy.is_empty()
@@ -568,6 +578,9 @@ fn read_body(
                 apply_event(api, record, e.data, e.oversized, now_us)
             });
         }
+        ResponseBody::Frames(decoder) => {
+            decoder.feed(bytes, &mut |frame| apply_frame(api, record, frame, now_us));
+        }
         ResponseBody::Json { copy, overflow } => {
             let room = MAX_JSON_BODY_BYTES.saturating_sub(copy.len());
             if bytes.len() > room {
@@ -579,23 +592,49 @@ fn read_body(
     }
 }
 
-/// One event of a stream (an SSE event's data, an NDJSON line).
+/// One event of a stream (an SSE event's data, an NDJSON line, an element
+/// of a JSON array).
 fn apply_event(api: Api, record: &mut CallRecord, data: &[u8], oversized: bool, now_us: u64) {
-    record.events += 1;
-    if oversized {
-        record.parse_errors += 1;
-        return;
-    }
-    if api == Api::Unknown {
-        // A format not read: every event counts as progress.
-        if let Some(health) = record.health_mut() {
-            health.on_delta(Phase::Content);
-        }
+    if counted_unread(api, record, oversized) {
         return;
     }
     if api.apply_stream_event(data, record, now_us).is_err() {
         record.parse_errors += 1;
     }
+}
+
+/// One AWS event-stream frame: its event type goes with its payload.
+fn apply_frame(api: Api, record: &mut CallRecord, frame: Frame<'_>, now_us: u64) {
+    if counted_unread(api, record, frame.bad) {
+        return;
+    }
+    let read = api.apply_frame(
+        frame.event_type,
+        frame.exception,
+        frame.payload,
+        record,
+        now_us,
+    );
+    if read.is_err() {
+        record.parse_errors += 1;
+    }
+}
+
+/// Counts an event; true when it is not to be read: not understood (then
+/// also a parse error), or of a format not read (then progress).
+fn counted_unread(api: Api, record: &mut CallRecord, not_understood: bool) -> bool {
+    record.events += 1;
+    if not_understood {
+        record.parse_errors += 1;
+        return true;
+    }
+    if api == Api::Unknown {
+        if let Some(health) = record.health_mut() {
+            health.on_delta(Phase::Content);
+        }
+        return true;
+    }
+    false
 }
 
 /// Tells why a call ended without an end of stream, from Envoy's

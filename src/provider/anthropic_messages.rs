@@ -24,8 +24,8 @@ impl WireFormat for OnVertex {
     const END_MARKER: &'static str = Messages::END_MARKER;
     const INPUT_INCLUDES_CACHED: bool = Messages::INPUT_INCLUDES_CACHED;
 
-    fn model_from_path(path: &str) -> Option<&str> {
-        super::gemini::model_in_path(path)
+    fn model_from_path(path: &str) -> Option<Cow<'_, str>> {
+        super::gemini::model_in_path(path).map(Cow::Borrowed)
     }
 
     fn apply_stream_event(data: &[u8], record: &mut CallRecord, now_us: u64) -> Result<()> {

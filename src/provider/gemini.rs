@@ -34,8 +34,8 @@ impl WireFormat for Gemini {
     const INPUT_INCLUDES_CACHED: bool = true;
     const JSON_ELEMENTS: bool = true;
 
-    fn model_from_path(path: &str) -> Option<&str> {
-        model_in_path(path)
+    fn model_from_path(path: &str) -> Option<Cow<'_, str>> {
+        model_in_path(path).map(Cow::Borrowed)
     }
 
     fn streams_json(path: &str) -> bool {
@@ -62,8 +62,8 @@ impl WireFormat for OnVertex {
     const INPUT_INCLUDES_CACHED: bool = true;
     const JSON_ELEMENTS: bool = true;
 
-    fn model_from_path(path: &str) -> Option<&str> {
-        model_in_path(path)
+    fn model_from_path(path: &str) -> Option<Cow<'_, str>> {
+        model_in_path(path).map(Cow::Borrowed)
     }
 
     fn streams_json(path: &str) -> bool {

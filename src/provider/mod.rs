@@ -8,6 +8,7 @@
 //! per-event path has no indirect call.
 
 pub mod anthropic_messages;
+pub mod bedrock;
 pub mod gemini;
 pub mod ollama;
 pub mod openai_chat;
@@ -39,7 +40,7 @@ pub trait WireFormat {
     /// streamed JSON array, `wire::json_array`), each element as an event.
     const JSON_ELEMENTS: bool = false;
     /// The model the path names, for formats whose body names none.
-    fn model_from_path(_path: &str) -> Option<&str> {
+    fn model_from_path(_path: &str) -> Option<std::borrow::Cow<'_, str>> {
         None
     }
     /// With `JSON_ELEMENTS`: the path asks for a stream (a JSON array).
@@ -52,6 +53,18 @@ pub trait WireFormat {
         record: &mut CallRecord,
         now_us: u64,
     ) -> Result<(), ParseError>;
+    /// One AWS event-stream frame (Bedrock): its `:event-type` (for an
+    /// exception frame, its `:exception-type`) and payload. Formats without
+    /// frames read the payload as an event.
+    fn apply_frame(
+        _event_type: &[u8],
+        _exception: bool,
+        payload: &[u8],
+        record: &mut CallRecord,
+        now_us: u64,
+    ) -> Result<(), ParseError> {
+        Self::apply_stream_event(payload, record, now_us)
+    }
     /// A whole JSON response body.
     fn apply_body(body: &[u8], record: &mut CallRecord, now_us: u64) -> Result<(), ParseError>;
 }
@@ -128,7 +141,7 @@ macro_rules! wire_formats {
                 }
             }
 
-            pub fn model_from_path(self, path: &str) -> Option<&str> {
+            pub fn model_from_path(self, path: &str) -> Option<std::borrow::Cow<'_, str>> {
                 match self {
                     $(Api::$variant => <$format>::model_from_path(path),)+
                     Api::Unknown => None,
@@ -150,6 +163,20 @@ macro_rules! wire_formats {
             ) -> Result<(), ParseError> {
                 match self {
                     $(Api::$variant => <$format>::apply_stream_event(data, record, now_us),)+
+                    Api::Unknown => Ok(()),
+                }
+            }
+
+            pub fn apply_frame(
+                self,
+                event_type: &[u8],
+                exception: bool,
+                payload: &[u8],
+                record: &mut CallRecord,
+                now_us: u64,
+            ) -> Result<(), ParseError> {
+                match self {
+                    $(Api::$variant => <$format>::apply_frame(event_type, exception, payload, record, now_us),)+
                     Api::Unknown => Ok(()),
                 }
             }
@@ -180,13 +207,18 @@ wire_formats! {
     VertexGemini => gemini::OnVertex,
         paths within "/publishers/google/" ending [":streamGenerateContent", ":generateContent"];
     Gemini => gemini::Gemini, paths ending [":streamGenerateContent", ":generateContent"];
+    BedrockConverse => bedrock::Converse,
+        paths within "/model/" ending ["/converse-stream", "/converse"];
+    BedrockInvoke => bedrock::Invoke,
+        paths within "/model/" ending ["/invoke-with-response-stream", "/invoke"];
 }
 
 impl Api {
     /// From the request path, query ignored, a trailing `/` too: OpenAI,
     /// Azure OpenAI (`/openai/deployments/x/chat/completions`), compatible
     /// servers, Anthropic, Ollama's native API, Gemini and Vertex AI (by the
-    /// method after the model: `…/models/m:streamGenerateContent`).
+    /// method after the model: `…/models/m:streamGenerateContent`), Bedrock
+    /// (`/model/{id}/converse-stream`...).
     pub fn from_path(path: &str) -> Api {
         let route = path
             .split('?')
@@ -232,6 +264,13 @@ pub(crate) mod tests {
                 Api::Gemini,
             ),
             ("/v1beta/models/gemini-2.5-flash:generateContent", Api::Gemini),
+            (
+                "/model/anthropic.claude-3-5-sonnet-20240620-v1%3A0/converse-stream",
+                Api::BedrockConverse,
+            ),
+            ("/model/m/converse", Api::BedrockConverse),
+            ("/model/m/invoke-with-response-stream", Api::BedrockInvoke),
+            ("/model/m/invoke", Api::BedrockInvoke),
             (
                 "/v1/projects/p/locations/us-central1/publishers/google/models/gemini-2.0-flash:streamGenerateContent",
                 Api::VertexGemini,

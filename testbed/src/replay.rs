@@ -81,6 +81,8 @@ pub fn fixture_script(req: &Request) -> Script {
                 "text/event-stream"
             } else if fixture.ends_with(".ndjson") {
                 "application/x-ndjson"
+            } else if fixture.ends_with(".eventstream") {
+                "application/vnd.amazon.eventstream"
             } else {
                 "application/json"
             }
