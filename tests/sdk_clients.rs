@@ -168,3 +168,49 @@ fn googles_genai_client_streams_live_through_envoy_and_the_summary_reads_gemini(
     assert_eq!(s["stream_health"]["verdict"], "smooth", "{s}");
     assert_eq!(s["finish_reasons"], serde_json::json!(["STOP"]));
 }
+
+const BOTO3_CONVERSE_STREAM: &str = r#"
+import json, sys, time, boto3
+client = boto3.client("bedrock-runtime", region_name="us-east-1", endpoint_url=sys.argv[1],
+                      aws_access_key_id="AKIAFAKEFAKEFAKEFAKE",
+                      aws_secret_access_key="fake-secret-never-in-a-summary")
+def controls(request, **_):
+    request.headers["x-test-id"] = sys.argv[2]
+    request.headers["x-mock-tokens"] = sys.argv[3]
+    request.headers["x-mock-interval-ms"] = "100"
+client.meta.events.register("before-send.bedrock-runtime.*", controls)
+t0 = time.monotonic()
+answer = client.converse_stream(modelId="anthropic.claude-3-5-sonnet-20240620-v1:0",
+                                messages=[{"role": "user", "content": [{"text": "Say hello, slowly"}]}])
+for event in answer["stream"]:
+    text = event.get("contentBlockDelta", {}).get("delta", {}).get("text", "")
+    usage = event.get("metadata", {}).get("usage", {})
+    print(json.dumps({"t_ms": (time.monotonic() - t0) * 1000, "text": text,
+                      "done": "metadata" in event, "eval_count": usage.get("outputTokens")}), flush=True)
+"#;
+
+#[test]
+fn boto3_streams_bedrock_live_through_envoy_and_the_summary_reads_its_frames() {
+    let (last, s, sent) = stream_through_envoy(BOTO3_CONVERSE_STREAM);
+    assert_eq!(last["done"], true);
+    assert_eq!(last["eval_count"], TOKENS);
+    // boto3 signs with SigV4: the signature reaches the upstream, never the summary.
+    assert!(
+        support::header(&sent, "authorization").is_some_and(|a| a.starts_with("AWS4-HMAC-SHA256")),
+        "the request should be signed"
+    );
+    assert!(!s.to_string().contains("AKIAFAKE") && !s.to_string().contains("AWS4-HMAC"), "{s}");
+    assert_eq!(s["path"], "/model/anthropic.claude-3-5-sonnet-20240620-v1%3A0/converse-stream");
+    assert_eq!(s["provider"], "aws.bedrock", "{s}");
+    assert_eq!(s["api"], "converse");
+    assert_eq!(s["model"], "anthropic.claude-3-5-sonnet-20240620-v1:0");
+    assert_eq!(s["content"], sent.content.as_str());
+    assert_eq!(s["output_tokens"], TOKENS);
+    assert_eq!(s["input_tokens"], sent.prompt_tokens);
+    assert_eq!(s["usage_source"], "reported");
+    assert_eq!(s["outcome"], "completed");
+    assert_eq!(s["parse_errors"], 0);
+    assert_eq!(s["stream_health"]["end_marker"], true);
+    assert_eq!(s["stream_health"]["verdict"], "smooth", "{s}");
+    assert_eq!(s["finish_reasons"], serde_json::json!(["end_turn"]));
+}

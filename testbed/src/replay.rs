@@ -75,18 +75,9 @@ pub fn fixture_script(req: &Request) -> Script {
     let script = match std::fs::read(&path) {
         Ok(bytes) if !fixture.contains("..") => Script {
             status: fixture_status(&path),
-            // As `streamtap::replay::fixture_content_type` (the testbed
-            // does not depend on the filter's crate).
-            content_type: if fixture.ends_with(".sse") {
-                "text/event-stream"
-            } else if fixture.ends_with(".ndjson") {
-                "application/x-ndjson"
-            } else if fixture.ends_with(".eventstream") {
-                "application/vnd.amazon.eventstream"
-            } else {
-                "application/json"
-            }
-            .to_string(),
+            content_type: streamtap::replay::fixture_content_type(fixture)
+                .unwrap_or("application/json")
+                .to_string(),
             ..Script::sse(bytes)
         },
         _ => Script {

@@ -1,7 +1,8 @@
 //! Mock LLM upstream: OpenAI Chat Completions, Ollama's native API
 //! (`/api/chat`, `/api/generate`: NDJSON lines, `upstream::ollama`) and the
 //! Gemini API (`…/models/m:streamGenerateContent?alt=sse`, `:generateContent`:
-//! `upstream::gemini`), told apart by the path.
+//! `upstream::gemini`) and Bedrock's ConverseStream and Converse (AWS event-stream
+//! frames: `upstream::bedrock`), told apart by the path.
 //!
 //! A hand-written HTTP/1.1 server on tokio rather than hyper, so that every
 //! write goes to the socket at its own time and the instant it completed can be
@@ -27,6 +28,7 @@
 //! The first event goes out right after the headers; `x-mock-interval-ms`
 //! separates the writes after it (in `batch` mode, the batches).
 
+mod bedrock;
 mod controls;
 mod gemini;
 mod ollama;
@@ -296,6 +298,7 @@ async fn respond(
     sent.content = (0..controls.tokens).map(token_text).collect();
     let ollama = ollama::is_ollama(&request.path);
     let gemini = gemini::model_of(&request.path).is_some();
+    let bedrock = bedrock::model_of(&request.path).is_some();
     if !chat.stream {
         sent.body = if ollama {
             ollama::whole_body(&chat, &request.path, &sent.content, controls.tokens)
@@ -306,6 +309,8 @@ async fn respond(
                 &sent.content,
                 controls.tokens,
             )
+        } else if bedrock {
+            bedrock::whole_body(chat.prompt_tokens, &sent.content, controls.tokens)
         } else {
             completion_body(&id, &chat, controls.tokens, &sent.content).map_err(io::Error::other)?
         };
@@ -321,6 +326,11 @@ async fn respond(
         (
             gemini::render_events(&chat.model, chat.prompt_tokens, controls.tokens),
             "text/event-stream",
+        )
+    } else if bedrock {
+        (
+            bedrock::render_frames(chat.prompt_tokens, controls.tokens),
+            "application/vnd.amazon.eventstream",
         )
     } else {
         let events = render_events(
@@ -356,6 +366,11 @@ fn prepare(request: &Request) -> Result<(Controls, ChatRequest), (u16, Vec<u8>)>
                 chat.stream = request.path.contains(":streamGenerateContent");
                 let body: Value = serde_json::from_slice(&request.body).unwrap_or_default();
                 chat.prompt_tokens = gemini::prompt_tokens(&body);
+            }
+            // Bedrock too, and whether to stream.
+            if let Some(model) = bedrock::model_of(&request.path) {
+                chat.model = model;
+                chat.stream = request.path.contains("/converse-stream");
             }
             Ok((controls, chat))
         })
