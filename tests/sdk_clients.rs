@@ -199,8 +199,14 @@ fn boto3_streams_bedrock_live_through_envoy_and_the_summary_reads_its_frames() {
         support::header(&sent, "authorization").is_some_and(|a| a.starts_with("AWS4-HMAC-SHA256")),
         "the request should be signed"
     );
-    assert!(!s.to_string().contains("AKIAFAKE") && !s.to_string().contains("AWS4-HMAC"), "{s}");
-    assert_eq!(s["path"], "/model/anthropic.claude-3-5-sonnet-20240620-v1%3A0/converse-stream");
+    assert!(
+        !s.to_string().contains("AKIAFAKE") && !s.to_string().contains("AWS4-HMAC"),
+        "{s}"
+    );
+    assert_eq!(
+        s["path"],
+        "/model/anthropic.claude-3-5-sonnet-20240620-v1%3A0/converse-stream"
+    );
     assert_eq!(s["provider"], "aws.bedrock", "{s}");
     assert_eq!(s["api"], "converse");
     assert_eq!(s["model"], "anthropic.claude-3-5-sonnet-20240620-v1:0");

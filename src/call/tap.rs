@@ -15,7 +15,7 @@ use crate::wire::decompress::{Encoding, Inflater, Progress};
 use crate::wire::eventstream::{Frame, FrameDecoder};
 use crate::wire::json;
 use crate::wire::json_array::ElementDecoder;
-use crate::wire::ndjson::{is_ndjson, LineDecoder};
+use crate::wire::ndjson::{self, LineDecoder};
 use crate::wire::sse::SseDecoder;
 use std::rc::Rc;
 
@@ -320,13 +320,14 @@ impl CallTap {
             .and_then(|ct| ct.split(';').next())
             .map(|mt| mt.trim_ascii().to_ascii_lowercase())
             .unwrap_or_default();
-        let lines = is_ndjson(content_type);
+        // `media_type` is lowercase already: plain comparisons.
+        let lines = ndjson::MEDIA_TYPES.contains(&media_type.as_str());
         let frames = media_type == "application/vnd.amazon.eventstream";
         let json = media_type == "application/json" || media_type.ends_with("+json");
         let elements = json && self.api.json_elements();
         self.record.stream = lines
             || frames
-            || crate::wire::sse::is_event_stream(content_type)
+            || media_type == "text/event-stream"
             // An error answer is one body, not a stream.
             || (elements && self.json_stream && status.is_some_and(|s| s < 400));
         let encoding = Encoding::from_header(content_encoding);

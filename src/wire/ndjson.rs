@@ -7,17 +7,8 @@
 //! skipped to its end, never held. Blank lines are ignored. The lines are
 //! handed on as bytes: the JSON reader checks them.
 
-/// True for a `content-type` of `application/x-ndjson` or
-/// `application/ndjson` (any parameters, any case).
-pub fn is_ndjson(content_type: Option<&str>) -> bool {
-    content_type
-        .and_then(|ct| ct.split(';').next())
-        .map(str::trim_ascii)
-        .is_some_and(|mt| {
-            mt.eq_ignore_ascii_case("application/x-ndjson")
-                || mt.eq_ignore_ascii_case("application/ndjson")
-        })
-}
+/// The media types of newline-delimited JSON (lowercase).
+pub const MEDIA_TYPES: [&str; 2] = ["application/x-ndjson", "application/ndjson"];
 
 /// One line: its bytes without the line break, or `oversized` (then empty)
 /// when it outgrew the cap.
@@ -165,13 +156,5 @@ mod tests {
             });
             assert_eq!(seen, want, "chunks of {size}");
         }
-    }
-
-    #[test]
-    fn content_types() {
-        assert!(is_ndjson(Some("application/x-ndjson")));
-        assert!(is_ndjson(Some("Application/NDJSON; charset=utf-8")));
-        assert!(!is_ndjson(Some("application/json")));
-        assert!(!is_ndjson(None));
     }
 }
