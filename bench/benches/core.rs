@@ -20,9 +20,10 @@
 //!   chunk loop (on and off alternately, many repetitions) prints ns per
 //!   chunk for each and the difference, with its spread over the pairs.
 //!
-//! - `formats/call_50_events/ollama_chat`: one whole Ollama `/api/chat` call,
-//!   50 content lines (NDJSON) one per chunk and the `done` line, per event:
-//!   to set beside `call_tap/call_50_events` (the same answer as OpenAI SSE).
+//! - `formats/call_50_events/{ollama_chat,gemini_sse,bedrock_converse}`: one
+//!   whole call of 50 content events one per chunk in that wire format
+//!   (NDJSON lines; Gemini's SSE; Bedrock's event-stream frames), per event:
+//!   to set beside `call_tap/call_50_events` (OpenAI chat SSE).
 //! - `labelled_stats/samples_per_call`: the label policy of one finished call
 //!   (`export::labels::samples`: the names and values of its ~10 labelled
 //!   stats, known label values), per call; the host calls are `make bench`'s.
@@ -42,7 +43,7 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughpu
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 use streamtap::call::health::Thresholds;
-use streamtap::call::tap::{CallTap, MAX_EVENT_BYTES};
+use streamtap::call::tap::{CallTap, Finished, MAX_EVENT_BYTES};
 use streamtap::export::labels::{samples, LabelBounds, Place, SharedValues};
 use streamtap::replay::{End, Exchange};
 use streamtap::wire::sse::SseDecoder;
@@ -115,6 +116,14 @@ fn exchange(content_type: &str) -> Exchange {
     }
 }
 
+/// One whole call of `chunks`, one per 20 ms after a 200 ms first byte.
+fn replay_whole(call: &Exchange, chunks: &[Vec<u8>]) -> Finished {
+    let times = (1..).map(|i| call.start_us + 200_000 + i * 20_000);
+    let end_us = call.start_us + 200_000 + chunks.len() as u64 * 20_000;
+    let timed = chunks.iter().map(|c| black_box(c.as_slice())).zip(times);
+    call.replay(timed, End::EndOfStream, end_us).unwrap()
+}
+
 /// A call whose response headers have passed, as the filter holds it when
 /// the first body chunk arrives.
 fn streaming_tap() -> CallTap {
@@ -175,12 +184,7 @@ fn call_tap(c: &mut Criterion) {
     chunks.push(usage_event(TOKENS).into_bytes());
     chunks.push(b"data: [DONE]\n\n".to_vec());
     let call = exchange("text/event-stream");
-    let run = |chunks: &[Vec<u8>]| {
-        let times = (1..).map(|i| call.start_us + 200_000 + i * 20_000);
-        let end_us = call.start_us + 200_000 + chunks.len() as u64 * 20_000;
-        let timed = chunks.iter().map(|c| black_box(c.as_slice())).zip(times);
-        call.replay(timed, End::EndOfStream, end_us).unwrap()
-    };
+    let run = |chunks: &[Vec<u8>]| replay_whole(&call, chunks);
     // The workload is understood, not skipped: every event counted, the usage
     // read, nothing refused.
     let check = run(&chunks);
@@ -399,12 +403,7 @@ fn formats(c: &mut Criterion) {
         content_type: "application/x-ndjson".to_string(),
         ..Exchange::stream("/api/chat")
     };
-    let run = |chunks: &[Vec<u8>]| {
-        let times = (1..).map(|i| call.start_us + 200_000 + i * 20_000);
-        let end_us = call.start_us + 200_000 + chunks.len() as u64 * 20_000;
-        let timed = chunks.iter().map(|c| black_box(c.as_slice())).zip(times);
-        call.replay(timed, End::EndOfStream, end_us).unwrap()
-    };
+    let run = |chunks: &[Vec<u8>]| replay_whole(&call, chunks);
     let check = run(&chunks);
     assert_eq!(check.events, chunks.len() as u64);
     assert_eq!(check.parse_errors, 0);
@@ -417,6 +416,97 @@ fn formats(c: &mut Criterion) {
     group.throughput(Throughput::Elements(chunks.len() as u64));
     group.bench_function(format!("call_{TOKENS}_events/ollama_chat"), |b| {
         b.iter(|| black_box(run(black_box(&chunks)).summary_json.len()));
+    });
+
+    // Gemini, `?alt=sse`: one GenerateContentResponse per word, the last
+    // finishing with the usage.
+    let gemini_event = |text: &str, last: bool| {
+        let finish = if last {
+            r#","finishReason":"STOP""#
+        } else {
+            ""
+        };
+        format!(
+            r#"data: {{"candidates":[{{"content":{{"parts":[{{"text":{}}}],"role":"model"}}{finish},"index":0}}],"usageMetadata":{{"promptTokenCount":12,"candidatesTokenCount":{TOKENS},"totalTokenCount":62}},"modelVersion":"gemini-2.5-flash","responseId":"mHWwaPaXBY6Vz7IP1ofh4Ac"}}"#,
+            serde_json::to_string(text).unwrap()
+        ) + "\r\n\r\n"
+    };
+    let gemini: Vec<Vec<u8>> = (0..TOKENS)
+        .map(|i| {
+            gemini_event(&format!("{} ", words[i % words.len()]), i + 1 == TOKENS).into_bytes()
+        })
+        .collect();
+    let gemini_call = Exchange {
+        request_body: Some(
+            br#"{"contents":[{"role":"user","parts":[{"text":"Tell me about foxes."}]}]}"#.to_vec(),
+        ),
+        ..Exchange::stream("/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse")
+    };
+    let check = replay_whole(&gemini_call, &gemini);
+    assert_eq!(check.parse_errors, 0);
+    assert!(
+        check.summary_json.contains("\"output_tokens\":50"),
+        "{}",
+        check.summary_json
+    );
+    group.throughput(Throughput::Elements(gemini.len() as u64));
+    group.bench_function(format!("call_{TOKENS}_events/gemini_sse"), |b| {
+        b.iter(|| {
+            black_box(
+                replay_whole(&gemini_call, black_box(&gemini))
+                    .summary_json
+                    .len(),
+            )
+        });
+    });
+
+    // Bedrock ConverseStream: AWS event-stream frames, a text delta per word.
+    use streamtap::wire::eventstream::encode_frame;
+    let frame = |kind: &str, payload: String| {
+        let headers = [
+            (":event-type", kind),
+            (":content-type", "application/json"),
+            (":message-type", "event"),
+        ];
+        encode_frame(&headers, payload.as_bytes())
+    };
+    let mut bedrock = vec![frame("messageStart", r#"{"role":"assistant"}"#.to_string())];
+    bedrock.extend((0..TOKENS).map(|i| {
+        let text = serde_json::to_string(&format!("{} ", words[i % words.len()])).unwrap();
+        frame(
+            "contentBlockDelta",
+            format!(r#"{{"contentBlockIndex":0,"delta":{{"text":{text}}},"p":"abcdefghij"}}"#),
+        )
+    }));
+    bedrock.push(frame(
+        "messageStop",
+        r#"{"stopReason":"end_turn"}"#.to_string(),
+    ));
+    bedrock.push(frame("metadata", format!(r#"{{"usage":{{"inputTokens":12,"outputTokens":{TOKENS},"totalTokens":62}},"metrics":{{"latencyMs":800}}}}"#)));
+    let bedrock_call = Exchange {
+        request_body: Some(
+            br#"{"messages":[{"role":"user","content":[{"text":"Tell me about foxes."}]}]}"#
+                .to_vec(),
+        ),
+        content_type: "application/vnd.amazon.eventstream".to_string(),
+        ..Exchange::stream("/model/anthropic.claude-3-5-sonnet-20240620-v1%3A0/converse-stream")
+    };
+    let check = replay_whole(&bedrock_call, &bedrock);
+    assert_eq!(check.parse_errors, 0);
+    assert!(
+        check.summary_json.contains("\"output_tokens\":50"),
+        "{}",
+        check.summary_json
+    );
+    group.throughput(Throughput::Elements(bedrock.len() as u64));
+    group.bench_function(format!("call_{TOKENS}_events/bedrock_converse"), |b| {
+        b.iter(|| {
+            black_box(
+                replay_whole(&bedrock_call, black_box(&bedrock))
+                    .summary_json
+                    .len(),
+            )
+        });
     });
     group.finish();
 }

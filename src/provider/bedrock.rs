@@ -101,36 +101,29 @@ impl WireFormat for Converse {
         if exception {
             return apply_exception(event_type, payload, record);
         }
+        let mut block = Block::default();
         Json::parse(payload, |j| {
-            let mut index = 0u64;
             j.object(|key, j| match (event_type, key) {
                 (_, b"contentBlockIndex") => {
-                    index = j.opt_u64()?.unwrap_or(0);
+                    block.index = j.opt_u64()?.unwrap_or(0);
                     Ok(())
                 }
                 (b"contentBlockStart", b"start") => j.opt_object(|key, j| match key {
-                    b"toolUse" => {
-                        let (mut id, mut name) = (None, None);
-                        j.opt_object(|key, j| match key {
-                            b"toolUseId" => j.set_str(&mut id),
-                            b"name" => j.set_str(&mut name),
-                            _ => j.skip(),
-                        })?;
-                        record.tool_call_begin(index, id.as_deref(), name.as_deref(), now_us);
-                        Ok(())
-                    }
+                    b"toolUse" => j.opt_object(|key, j| match key {
+                        b"toolUseId" => j.set_str(&mut block.tool_id),
+                        b"name" => j.set_str(&mut block.tool_name),
+                        _ => j.skip(),
+                    }),
                     _ => j.skip(),
                 }),
                 (b"contentBlockDelta", b"delta") => j.opt_object(|key, j| match key {
-                    b"text" => j.with_str(|text| record.push_content(text, now_us)),
+                    b"text" => j.set_str(&mut block.text),
                     b"toolUse" => j.opt_object(|key, j| match key {
-                        b"input" => {
-                            j.with_str(|piece| record.tool_call_arguments(index, piece, now_us))
-                        }
+                        b"input" => j.set_str(&mut block.tool_input),
                         _ => j.skip(),
                     }),
                     b"reasoningContent" => j.opt_object(|key, j| match key {
-                        b"text" => j.with_str(|text| record.push_reasoning(text, now_us)),
+                        b"text" => j.set_str(&mut block.reasoning),
                         _ => j.skip(),
                     }),
                     _ => j.skip(),
@@ -142,7 +135,10 @@ impl WireFormat for Converse {
                 (b"metadata", b"usage") => shared::read_usage(j, &USAGE, record),
                 _ => j.skip(),
             })
-        })
+        })?;
+        // Applied once read: `contentBlockIndex` may come after the delta.
+        block.apply(record, now_us);
+        Ok(())
     }
 
     /// A whole `converse` answer, or an error body (`{"message": ...}`).
@@ -162,6 +158,35 @@ impl WireFormat for Converse {
                 _ => j.skip(),
             })
         })
+    }
+}
+
+/// What a `contentBlockStart` or `contentBlockDelta` frame says of a block.
+#[derive(Default)]
+struct Block<'a> {
+    index: u64,
+    tool_id: Option<Cow<'a, str>>,
+    tool_name: Option<Cow<'a, str>>,
+    tool_input: Option<Cow<'a, str>>,
+    text: Option<Cow<'a, str>>,
+    reasoning: Option<Cow<'a, str>>,
+}
+
+impl Block<'_> {
+    fn apply(&self, record: &mut CallRecord, now_us: u64) {
+        if self.tool_id.is_some() || self.tool_name.is_some() {
+            let (id, name) = (self.tool_id.as_deref(), self.tool_name.as_deref());
+            record.tool_call_begin(self.index, id, name, now_us);
+        }
+        if let Some(piece) = &self.tool_input {
+            record.tool_call_arguments(self.index, piece, now_us);
+        }
+        if let Some(text) = &self.text {
+            record.push_content(text, now_us);
+        }
+        if let Some(text) = &self.reasoning {
+            record.push_reasoning(text, now_us);
+        }
     }
 }
 
@@ -357,7 +382,8 @@ mod tests {
                 (
                     "contentBlockDelta",
                     false,
-                    r#"{"contentBlockIndex":2,"delta":{"toolUse":{"input":"\"Paris\"}"}}}"#,
+                    // The index after the delta: read all the same.
+                    r#"{"delta":{"toolUse":{"input":"\"Paris\"}"}},"contentBlockIndex":2}"#,
                 ),
                 ("contentBlockStop", false, r#"{"contentBlockIndex":2}"#),
                 ("messageStop", false, r#"{"stopReason":"tool_use"}"#),

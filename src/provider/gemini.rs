@@ -20,64 +20,50 @@ use std::borrow::Cow;
 
 type Result<T> = std::result::Result<T, ParseError>;
 
-const API: &str = "generate_content";
-const END_MARKER: &str = "finishReason";
+/// Gemini's format under one platform's provider name.
+macro_rules! generate_content {
+    ($(#[$doc:meta])* $name:ident, $provider:literal) => {
+        $(#[$doc])*
+        pub struct $name;
 
-pub struct Gemini;
+        impl WireFormat for $name {
+            const PROVIDER: &'static str = $provider;
+            const API: &'static str = "generate_content";
+            const OPERATION: &'static str = "generate_content";
+            const END_MARKER: &'static str = "finishReason";
+            /// `promptTokenCount` includes `cachedContentTokenCount`.
+            const INPUT_INCLUDES_CACHED: bool = true;
+            const JSON_ELEMENTS: bool = true;
 
-impl WireFormat for Gemini {
-    const PROVIDER: &'static str = "gcp.gemini";
-    const API: &'static str = API;
-    const OPERATION: &'static str = "generate_content";
-    const END_MARKER: &'static str = END_MARKER;
-    /// `promptTokenCount` includes `cachedContentTokenCount`.
-    const INPUT_INCLUDES_CACHED: bool = true;
-    const JSON_ELEMENTS: bool = true;
+            fn model_from_path(path: &str) -> Option<Cow<'_, str>> {
+                model_in_path(path).map(Cow::Borrowed)
+            }
 
-    fn model_from_path(path: &str) -> Option<Cow<'_, str>> {
-        model_in_path(path).map(Cow::Borrowed)
-    }
+            fn streams_json(path: &str) -> bool {
+                streams(path)
+            }
 
-    fn streams_json(path: &str) -> bool {
-        streams(path)
-    }
+            fn apply_stream_event(data: &[u8], record: &mut CallRecord, now_us: u64) -> Result<()> {
+                apply_response(data, record, now_us)
+            }
 
-    fn apply_stream_event(data: &[u8], record: &mut CallRecord, now_us: u64) -> Result<()> {
-        apply_response(data, record, now_us)
-    }
-
-    fn apply_body(body: &[u8], record: &mut CallRecord, now_us: u64) -> Result<()> {
-        apply_response(body, record, now_us)
-    }
+            fn apply_body(body: &[u8], record: &mut CallRecord, now_us: u64) -> Result<()> {
+                apply_response(body, record, now_us)
+            }
+        }
+    };
 }
 
-/// Gemini on Vertex AI: the same wire format, Vertex's provider name.
-pub struct OnVertex;
-
-impl WireFormat for OnVertex {
-    const PROVIDER: &'static str = "gcp.vertex_ai";
-    const API: &'static str = API;
-    const OPERATION: &'static str = "generate_content";
-    const END_MARKER: &'static str = END_MARKER;
-    const INPUT_INCLUDES_CACHED: bool = true;
-    const JSON_ELEMENTS: bool = true;
-
-    fn model_from_path(path: &str) -> Option<Cow<'_, str>> {
-        model_in_path(path).map(Cow::Borrowed)
-    }
-
-    fn streams_json(path: &str) -> bool {
-        streams(path)
-    }
-
-    fn apply_stream_event(data: &[u8], record: &mut CallRecord, now_us: u64) -> Result<()> {
-        apply_response(data, record, now_us)
-    }
-
-    fn apply_body(body: &[u8], record: &mut CallRecord, now_us: u64) -> Result<()> {
-        apply_response(body, record, now_us)
-    }
-}
+generate_content!(
+    /// The Gemini API (`generativelanguage.googleapis.com`).
+    Gemini,
+    "gcp.gemini"
+);
+generate_content!(
+    /// Gemini on Vertex AI: the same wire format, Vertex's provider name.
+    OnVertex,
+    "gcp.vertex_ai"
+);
 
 /// `:streamGenerateContent` answers a stream: SSE with `?alt=sse`, else a
 /// JSON array written element by element.

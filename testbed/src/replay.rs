@@ -75,9 +75,19 @@ pub fn fixture_script(req: &Request) -> Script {
     let script = match std::fs::read(&path) {
         Ok(bytes) if !fixture.contains("..") => Script {
             status: fixture_status(&path),
-            content_type: streamtap::replay::fixture_content_type(fixture)
-                .unwrap_or("application/json")
-                .to_string(),
+            // As `streamtap::replay::fixture_content_type`: the testbed does
+            // not depend on the filter's crate (a bench build would then
+            // build it twice, and its cdylib's unhashed name would collide).
+            content_type: if fixture.ends_with(".sse") {
+                "text/event-stream"
+            } else if fixture.ends_with(".ndjson") {
+                "application/x-ndjson"
+            } else if fixture.ends_with(".eventstream") {
+                "application/vnd.amazon.eventstream"
+            } else {
+                "application/json"
+            }
+            .to_string(),
             ..Script::sse(bytes)
         },
         _ => Script {

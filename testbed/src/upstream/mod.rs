@@ -298,7 +298,7 @@ async fn respond(
     sent.content = (0..controls.tokens).map(token_text).collect();
     let ollama = ollama::is_ollama(&request.path);
     let gemini = gemini::model_of(&request.path).is_some();
-    let bedrock = bedrock::model_of(&request.path).is_some();
+    let bedrock = bedrock::is_converse(&request.path);
     if !chat.stream {
         sent.body = if ollama {
             ollama::whole_body(&chat, &request.path, &sent.content, controls.tokens)
@@ -367,9 +367,8 @@ fn prepare(request: &Request) -> Result<(Controls, ChatRequest), (u16, Vec<u8>)>
                 let body: Value = serde_json::from_slice(&request.body).unwrap_or_default();
                 chat.prompt_tokens = gemini::prompt_tokens(&body);
             }
-            // Bedrock too, and whether to stream.
-            if let Some(model) = bedrock::model_of(&request.path) {
-                chat.model = model;
+            // Bedrock too: whether to stream (the model stays in the path).
+            if bedrock::is_converse(&request.path) {
                 chat.stream = request.path.contains("/converse-stream");
             }
             Ok((controls, chat))
