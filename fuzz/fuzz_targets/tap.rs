@@ -90,8 +90,16 @@ fn summarize(path: &str, sel: u8, pieces: &[&[u8]]) -> serde_json::Value {
         "max_gap_ms",
         "gap_p50_ms",
         "gap_p99_ms",
+        "ttft_tool_ms",
+        "output_tokens_per_s",
     ] {
         o.remove(k);
+    }
+    // How the chunks fell (bursts, events per chunk), and the longest
+    // silence between their times, depend on the chunking by design.
+    streamtap::replay::remove_chunk_shape(&mut v);
+    if let Some(health) = v["stream_health"].as_object_mut() {
+        health.remove("longest_stall_ms");
     }
     v
 }
