@@ -16,6 +16,8 @@ use std::time::Duration;
 
 use crate::daemon::{free_port_probe, wait_ready};
 use crate::http1;
+
+pub mod lds;
 use crate::wait::eventually;
 
 /// First line of the swappable filter block in `envoy/streamtap.yaml`.
@@ -87,6 +89,9 @@ pub struct EnvoyOptions {
     /// More command-line arguments, after the harness's own (e.g. `--config-yaml`, as Istio's
     /// sidecar passes a bootstrap override).
     pub extra_args: Vec<String>,
+    /// Serve the listener from a watched file (`envoy::lds`), so a test can push
+    /// a new one with [`Envoy::push_listeners`].
+    pub listeners_from_file: bool,
 }
 
 impl EnvoyOptions {
@@ -103,6 +108,7 @@ impl EnvoyOptions {
             concurrency: 1,
             log_level: "info".to_string(),
             extra_args: Vec::new(),
+            listeners_from_file: false,
         }
     }
 
@@ -128,6 +134,12 @@ impl EnvoyOptions {
 
     pub fn with_log_level(mut self, level: &str) -> Self {
         self.log_level = level.to_string();
+        self
+    }
+
+    /// Serves the listener from a watched file (xDS over the filesystem).
+    pub fn with_listeners_from_file(mut self) -> Self {
+        self.listeners_from_file = true;
         self
     }
 
@@ -502,6 +514,11 @@ impl Envoy {
             },
         )
         .map_err(StartError::Other)?;
+        let rendered = if opts.listeners_from_file {
+            lds::split_listeners(&rendered, dir).map_err(StartError::Other)?
+        } else {
+            rendered
+        };
         fs::write(&config_path, rendered).map_err(|e| {
             StartError::Other(format!("cannot write {}: {e}", config_path.display()))
         })?;
@@ -560,6 +577,33 @@ impl Envoy {
                 Err(e) => Err(e),
             },
         )
+    }
+
+    /// Pushes new listeners (`edit` of the current ones) as `version`, and
+    /// waits until Envoy took it (`listener_manager.lds.update_success` grew)
+    /// or refused it (`update_rejected` grew): Ok(true) taken, Ok(false)
+    /// refused. Needs [`EnvoyOptions::with_listeners_from_file`].
+    pub fn push_listeners(
+        &self,
+        version: &str,
+        edit: impl FnOnce(&mut Vec<serde_json::Value>),
+    ) -> Result<bool, String> {
+        let mut listeners = lds::read_listeners(&self.dir)?;
+        edit(&mut listeners);
+        let success = "listener_manager.lds.update_success";
+        let rejected = "listener_manager.lds.update_rejected";
+        let (ok0, bad0) = (self.stat(success), self.stat(rejected));
+        lds::write_listeners(&self.dir, &listeners, version)?;
+        eventually(Duration::from_secs(10), || {
+            if self.stat(success) > ok0 {
+                Some(true)
+            } else if self.stat(rejected) > bad0 {
+                Some(false)
+            } else {
+                None
+            }
+        })
+        .ok_or_else(|| format!("Envoy never took or refused listeners version {version}"))
     }
 
     /// The process id of Envoy, while it runs.

@@ -1,0 +1,222 @@
+//! Config pushes with streams in flight (issue 14, first part): Envoy serves
+//! its listener from a watched file (`testbed::envoy::lds`), and the test
+//! replaces it while streams run — once with a changed plugin config (same
+//! code: the VM stays and gets a new root context), once with a new `.wasm`
+//! build (a new VM). Every stream must complete byte for byte, every call be
+//! summarized exactly once, and the calls after a push run under its config.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod support;
+
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::thread::JoinHandle;
+use std::time::Duration;
+use support::eventually;
+use testbed::client::{self, StreamResult};
+use testbed::collector::Collector;
+use testbed::envoy::{lds, Envoy, EnvoyOptions};
+use testbed::upstream::MockUpstream;
+
+/// A slow flush, so summaries are still queued in the old root when the push lands.
+const BEFORE: &str =
+    r#"{"collector":{"cluster":"streamtap_collector","flush_interval_ms":1000,"timeout_ms":1000}}"#;
+/// The pushed config: content capped at 16 bytes, visible in every summary it makes.
+const AFTER: &str = r#"{"collector":{"cluster":"streamtap_collector","flush_interval_ms":100,"timeout_ms":1000},"capture":{"max_content_bytes":16}}"#;
+
+const TOKENS: &str = "20";
+
+/// Starts a 20-token stream (50 ms apart) under `test_id`.
+fn stream(envoy: &Envoy, test_id: String) -> JoinHandle<(String, StreamResult)> {
+    let addr = envoy.listener;
+    std::thread::spawn(move || {
+        let body =
+            br#"{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
+        let headers = [
+            ("x-test-id", test_id.as_str()),
+            ("x-mock-tokens", TOKENS),
+            ("x-mock-interval-ms", "50"),
+        ];
+        let got = client::post(addr, "/v1/chat/completions", &headers, body).unwrap();
+        (test_id, got)
+    })
+}
+
+/// The same `.wasm` with a custom section appended: other bytes (a new build
+/// id, so Envoy starts a new VM), the same code.
+fn rebuilt_wasm(dir: &std::path::Path) -> std::path::PathBuf {
+    let mut bytes = std::fs::read(testbed::envoy::default_wasm_path()).unwrap();
+    let name = b"streamtap-test-build";
+    let payload = b"2";
+    bytes.push(0);
+    bytes.push((1 + name.len() + payload.len()) as u8);
+    bytes.push(name.len() as u8);
+    bytes.extend_from_slice(name);
+    bytes.extend_from_slice(payload);
+    let path = dir.join("streamtap-rebuilt.wasm");
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+/// Every call's summaries by request id, once all `expected` have arrived.
+fn summaries_by_id(collector: &Collector, expected: usize) -> BTreeMap<String, Vec<Value>> {
+    let group = || {
+        let mut by_id: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+        for s in collector.calls() {
+            by_id
+                .entry(s["id"].as_str().unwrap_or_default().to_string())
+                .or_default()
+                .push(s);
+        }
+        by_id
+    };
+    eventually(Duration::from_secs(20), || {
+        let by_id = group();
+        (by_id.len() >= expected).then_some(by_id)
+    })
+    .unwrap_or_else(|| panic!("only {} of {expected} calls summarized", group().len()))
+}
+
+#[test]
+fn pushes_mid_stream_lose_no_byte_and_no_summary() {
+    pushes_with_workers(1);
+}
+
+#[test]
+fn pushes_with_two_workers_lose_nothing_either() {
+    pushes_with_workers(2);
+}
+
+fn pushes_with_workers(workers: u32) {
+    let upstream = MockUpstream::start().unwrap();
+    let collector = Collector::start().unwrap();
+    let opts = EnvoyOptions::new(upstream.addr, collector.addr)
+        .with_plugin_config(BEFORE)
+        .with_concurrency(workers)
+        .with_listeners_from_file();
+    let envoy = Envoy::start(&opts).unwrap_or_else(|e| panic!("{e}"));
+    let scratch = testbed::scratch::make_dir("push-wasm").unwrap();
+    let rebuilt = rebuilt_wasm(&scratch);
+
+    // 20 streams, then a config push (same code) while they run; 10 more
+    // after it, then a push of a new build while those run; 10 more after.
+    let mut before: Vec<_> = (0..20)
+        .map(|i| stream(&envoy, format!("before-{i}")))
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let config_push = envoy.push_listeners("2", |listeners| {
+        for listener in listeners.iter_mut() {
+            for value in lds::plugin_configs(listener) {
+                *value = Value::String(AFTER.to_string());
+            }
+        }
+    });
+    assert_eq!(config_push, Ok(true), "{}", envoy.log());
+    let mut between: Vec<_> = (0..10)
+        .map(|i| stream(&envoy, format!("between-{i}")))
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let wasm_path = rebuilt.display().to_string();
+    let build_push = envoy.push_listeners("3", |listeners| {
+        let text = serde_json::to_string(listeners).unwrap();
+        let default = testbed::envoy::default_wasm_path().display().to_string();
+        assert!(text.contains(&default), "the listener names {default}");
+        *listeners = serde_json::from_str(&text.replace(&default, &wasm_path)).unwrap();
+    });
+    assert_eq!(build_push, Ok(true), "{}", envoy.log());
+    let after: Vec<_> = (0..10)
+        .map(|i| stream(&envoy, format!("after-{i}")))
+        .collect();
+
+    let mut request_ids: BTreeMap<String, String> = BTreeMap::new();
+    for handle in before.drain(..).chain(between.drain(..)).chain(after) {
+        let (test_id, got) = handle.join().unwrap();
+        let sent = upstream
+            .wait_sent(&test_id, Duration::from_secs(10))
+            .unwrap();
+        assert!(got.complete && sent.complete, "{test_id} did not complete");
+        assert_eq!(
+            got.body, sent.body,
+            "{test_id}: the client got other bytes than were sent"
+        );
+        let id = support::header(&sent, "x-request-id").unwrap();
+        request_ids.insert(id, test_id);
+    }
+    assert_eq!(request_ids.len(), 40);
+
+    let by_id = summaries_by_id(&collector, 40);
+    for (id, test_id) in &request_ids {
+        let summaries = by_id
+            .get(id)
+            .unwrap_or_else(|| panic!("{test_id} ({id}) not summarized"));
+        assert_eq!(
+            summaries.len(),
+            1,
+            "{test_id} summarized {} times",
+            summaries.len()
+        );
+        let s = &summaries[0];
+        assert_eq!(s["outcome"], "completed", "{test_id}: {s}");
+        // A stream keeps the config it started under; later ones get the push's.
+        let under_first_config = test_id.starts_with("before-");
+        assert_eq!(
+            s["content_truncated"], !under_first_config,
+            "{test_id}: {s}"
+        );
+    }
+    // Nothing else reached the collector (no summary of a call not made).
+    assert_eq!(by_id.len(), 40);
+    testbed::scratch::remove_dir(&scratch, "push-wasm");
+}
+
+#[test]
+fn a_refused_push_leaves_the_running_filter_and_loses_nothing() {
+    let upstream = MockUpstream::start().unwrap();
+    let collector = Collector::start().unwrap();
+    let opts = EnvoyOptions::new(upstream.addr, collector.addr)
+        .with_plugin_config(AFTER)
+        .with_listeners_from_file();
+    let envoy = Envoy::start(&opts).unwrap_or_else(|e| panic!("{e}"));
+    let running: Vec<_> = (0..5)
+        .map(|i| stream(&envoy, format!("running-{i}")))
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let bad = r#"{"collector":{"cluster":"streamtap_collector"},"bogus_field":1}"#;
+    let push = envoy.push_listeners("2", |listeners| {
+        for listener in listeners.iter_mut() {
+            for value in lds::plugin_configs(listener) {
+                *value = Value::String(bad.to_string());
+            }
+        }
+    });
+    assert_eq!(push, Ok(false), "the refused config was taken");
+    assert!(
+        envoy.wait_for_log("bogus_field", Duration::from_secs(5)),
+        "the log does not name the field:\n{}",
+        envoy.log()
+    );
+    let later: Vec<_> = (0..5)
+        .map(|i| stream(&envoy, format!("later-{i}")))
+        .collect();
+    let mut ids = Vec::new();
+    for handle in running.into_iter().chain(later) {
+        let (test_id, got) = handle.join().unwrap();
+        let sent = upstream
+            .wait_sent(&test_id, Duration::from_secs(10))
+            .unwrap();
+        assert_eq!(got.body, sent.body, "{test_id}");
+        ids.push(support::header(&sent, "x-request-id").unwrap());
+    }
+    let by_id = summaries_by_id(&collector, 10);
+    for id in &ids {
+        assert_eq!(by_id.get(id).map(Vec::len), Some(1), "{id}");
+        // Still the running config: content capped at 16 bytes.
+        assert_eq!(by_id[id][0]["content_truncated"], true);
+    }
+}
