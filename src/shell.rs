@@ -470,6 +470,19 @@ impl Context for StreamtapRoot {
     fn on_done(&mut self) -> bool {
         self.shutting_down = true;
         self.flush(true);
+        // A counter dies with the process: the log is the trace that stays.
+        let unsent = self
+            .settings
+            .as_ref()
+            .and_then(|s| s.queue.as_ref())
+            .and_then(|q| q.with(|q| q.len()))
+            .unwrap_or(0);
+        if unsent > 0 {
+            log::warn!(
+                "streamtap: stopping with {unsent} summaries not yet accepted by the collector; \
+                 they are lost if Envoy stops before they are sent"
+            );
+        }
         self.in_flight_token.is_none()
     }
 }

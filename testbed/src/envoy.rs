@@ -606,6 +606,28 @@ impl Envoy {
         .ok_or_else(|| format!("Envoy never took or refused listeners version {version}"))
     }
 
+    /// Stops Envoy as a service manager does: SIGTERM, then waits for it to
+    /// exit (at most `timeout`). Returns how long it took.
+    pub fn terminate(&mut self, timeout: Duration) -> Result<Duration, String> {
+        let child = self.child.as_mut().ok_or("Envoy is not running")?;
+        let started = std::time::Instant::now();
+        let sent = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status()
+            .map_err(|e| format!("cannot run kill: {e}"))?;
+        if !sent.success() {
+            return Err(format!("kill -TERM {} failed: {sent}", child.id()));
+        }
+        let exited = eventually(timeout, || {
+            matches!(child.try_wait(), Ok(Some(_))).then_some(())
+        });
+        self.child = None;
+        exited
+            .map(|()| started.elapsed())
+            .ok_or_else(|| format!("Envoy did not exit within {timeout:?} of SIGTERM"))
+    }
+
     /// The process id of Envoy, while it runs.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
