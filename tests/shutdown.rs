@@ -81,3 +81,36 @@ fn the_loss_line_is_read_as_written() {
     assert_eq!(lost_in_log(line), 7);
     assert_eq!(lost_in_log("nothing here"), 0);
 }
+
+/// What a planned stop needs: a flush interval shorter than the wait
+/// between the drain and SIGTERM. Then every summary is delivered.
+#[test]
+fn a_stop_after_a_drain_longer_than_the_flush_interval_delivers_all() {
+    let upstream = MockUpstream::start().unwrap();
+    let collector = Collector::start().unwrap();
+    let config = r#"{"collector":{"cluster":"streamtap_collector","flush_interval_ms":200,"timeout_ms":1000}}"#;
+    let opts = EnvoyOptions::new(upstream.addr, collector.addr).with_plugin_config(config);
+    let mut envoy = Envoy::start(&opts).unwrap_or_else(|e| panic!("{e}"));
+    for i in 0..10 {
+        let id = format!("planned-{i}");
+        let headers = [
+            ("x-test-id", id.as_str()),
+            ("x-mock-tokens", "3"),
+            ("x-mock-interval-ms", "0"),
+        ];
+        client::post(
+            envoy.listener,
+            "/v1/chat/completions",
+            &headers,
+            br#"{"model":"m","stream":true,"messages":[]}"#,
+        )
+        .unwrap();
+    }
+    let drained = client::post(envoy.admin, "/drain_listeners?graceful", &[], b"").unwrap();
+    assert_eq!(drained.status, 200);
+    // Longer than the flush interval plus the export's round trip.
+    std::thread::sleep(Duration::from_millis(600));
+    envoy.terminate(Duration::from_secs(20)).unwrap();
+    assert_eq!(collector.calls().len(), 10, "{}", envoy.log());
+    assert_eq!(lost_in_log(&envoy.log()), 0);
+}
