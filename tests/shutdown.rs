@@ -22,6 +22,32 @@ use testbed::upstream::MockUpstream;
 /// A long flush: the summaries are still queued at the stop.
 const QUEUED: &str = r#"{"collector":{"cluster":"streamtap_collector","flush_interval_ms":60000,"timeout_ms":1000}}"#;
 
+/// An Envoy with `config` after ten short streamed calls (`{prefix}-{i}`).
+fn ten_calls(config: &str, prefix: &str) -> (MockUpstream, Collector, Envoy) {
+    let upstream = MockUpstream::start().unwrap();
+    let collector = Collector::start().unwrap();
+    let opts = EnvoyOptions::new(upstream.addr, collector.addr).with_plugin_config(config);
+    let envoy = Envoy::start(&opts).unwrap_or_else(|e| panic!("{e}"));
+    for i in 0..10 {
+        let id = format!("{prefix}-{i}");
+        let headers = [
+            ("x-test-id", id.as_str()),
+            ("x-mock-tokens", "3"),
+            ("x-mock-interval-ms", "0"),
+        ];
+        let body = br#"{"model":"m","stream":true,"messages":[]}"#;
+        client::post(envoy.listener, "/v1/chat/completions", &headers, body).unwrap();
+    }
+    (upstream, collector, envoy)
+}
+
+/// `POST /drain_listeners?graceful`: Envoy stops taking new connections.
+fn drain(envoy: &Envoy) {
+    let drained = client::post(envoy.admin, "/drain_listeners?graceful", &[], b"").unwrap();
+    assert_eq!(drained.status, 200);
+}
+
+/// The summaries the filter's `on_done` log lines say were lost.
 fn lost_in_log(log: &str) -> usize {
     log.lines()
         .filter_map(|l| l.split("stopping with ").nth(1))
@@ -32,33 +58,14 @@ fn lost_in_log(log: &str) -> usize {
 #[test]
 fn a_stop_delivers_or_names_every_queued_summary() {
     for drain_first in [false, true] {
-        let upstream = MockUpstream::start().unwrap();
-        let collector = Collector::start().unwrap();
-        let opts = EnvoyOptions::new(upstream.addr, collector.addr).with_plugin_config(QUEUED);
-        let mut envoy = Envoy::start(&opts).unwrap_or_else(|e| panic!("{e}"));
-        for i in 0..10 {
-            let id = format!("stop-{drain_first}-{i}");
-            let headers = [
-                ("x-test-id", id.as_str()),
-                ("x-mock-tokens", "3"),
-                ("x-mock-interval-ms", "0"),
-            ];
-            client::post(
-                envoy.listener,
-                "/v1/chat/completions",
-                &headers,
-                br#"{"model":"m","stream":true,"messages":[]}"#,
-            )
-            .unwrap();
-        }
+        let (_upstream, collector, mut envoy) = ten_calls(QUEUED, &format!("stop-{drain_first}"));
         assert_eq!(
             collector.calls().len(),
             0,
             "the flush interval should hold them"
         );
         if drain_first {
-            let drained = client::post(envoy.admin, "/drain_listeners?graceful", &[], b"").unwrap();
-            assert_eq!(drained.status, 200);
+            drain(&envoy);
             std::thread::sleep(Duration::from_millis(500));
         }
         let took = envoy.terminate(Duration::from_secs(20)).unwrap();
@@ -86,28 +93,9 @@ fn the_loss_line_is_read_as_written() {
 /// between the drain and SIGTERM. Then every summary is delivered.
 #[test]
 fn a_stop_after_a_drain_longer_than_the_flush_interval_delivers_all() {
-    let upstream = MockUpstream::start().unwrap();
-    let collector = Collector::start().unwrap();
     let config = r#"{"collector":{"cluster":"streamtap_collector","flush_interval_ms":200,"timeout_ms":1000}}"#;
-    let opts = EnvoyOptions::new(upstream.addr, collector.addr).with_plugin_config(config);
-    let mut envoy = Envoy::start(&opts).unwrap_or_else(|e| panic!("{e}"));
-    for i in 0..10 {
-        let id = format!("planned-{i}");
-        let headers = [
-            ("x-test-id", id.as_str()),
-            ("x-mock-tokens", "3"),
-            ("x-mock-interval-ms", "0"),
-        ];
-        client::post(
-            envoy.listener,
-            "/v1/chat/completions",
-            &headers,
-            br#"{"model":"m","stream":true,"messages":[]}"#,
-        )
-        .unwrap();
-    }
-    let drained = client::post(envoy.admin, "/drain_listeners?graceful", &[], b"").unwrap();
-    assert_eq!(drained.status, 200);
+    let (_upstream, collector, mut envoy) = ten_calls(config, "planned");
+    drain(&envoy);
     // Longer than the flush interval plus the export's round trip.
     std::thread::sleep(Duration::from_millis(600));
     envoy.terminate(Duration::from_secs(20)).unwrap();

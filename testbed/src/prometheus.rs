@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -132,11 +132,6 @@ impl Prometheus {
         }
     }
 
-    /// The temp dir holding the config, the TSDB and the log.
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
     /// What Prometheus logged.
     pub fn log(&self) -> String {
         fs::read_to_string(self.dir.join("prometheus.log")).unwrap_or_default()
@@ -183,15 +178,6 @@ impl Api {
         });
         found.ok_or_else(|| format!("{promql} after {timeout:?}: {last:?}"))
     }
-
-    /// Waits until the last scrape of Envoy succeeded after `since` (a Unix
-    /// time in seconds), so what Envoy shows now is in Prometheus.
-    pub fn wait_for_scrape_after(&self, since: f64, timeout: Duration) -> Result<(), String> {
-        self.query_until("timestamp(up{job=\"envoy\"} == 1)", timeout, |s| {
-            s.iter().any(|(_, t)| *t > since)
-        })
-        .map(drop)
-    }
 }
 
 impl Drop for Prometheus {
@@ -227,14 +213,6 @@ fn parse_result(data: &Value) -> Result<Vec<Series>, String> {
         Some("scalar") => Ok(vec![(BTreeMap::new(), number(&data["result"])?)]),
         other => Err(format!("result type {other:?}, not a vector or a scalar")),
     }
-}
-
-/// Seconds since the Unix epoch, as Prometheus's timestamps count them.
-pub fn unix_now() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
 }
 
 #[cfg(test)]
