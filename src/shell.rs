@@ -19,6 +19,7 @@ use crate::call::identity;
 use crate::call::live::{LiveStreams, Pulse};
 use crate::call::tap::{CallTap, Finished, TapSettings};
 use crate::config::{self, Config, ExportFormat};
+use crate::export::handoff;
 use crate::export::labels::{
     samples, LabelBounds, Place, SampleKind, SharedValues, LABEL_LIST_KEYS,
 };
@@ -137,7 +138,8 @@ fn shift(gauge: Option<u32>, by: i64) {
 /// Increment/RecordMetric, a stat undercounted; SetTickPeriod, no tick, so
 /// nothing is exported; SetFilterState, no summary in filter state and access
 /// logs; AddHeader, no `x-accel-buffering: no` on that response; Done, Envoy
-/// may wait for this VM at shutdown.
+/// may wait for this VM at shutdown; SharedData, labels not bounded across
+/// VMs; SharedQueue, a stopping config's unsent summaries dropped (counted).
 #[derive(Debug, Clone, Copy)]
 enum HostCall {
     DefineMetric,
@@ -148,6 +150,7 @@ enum HostCall {
     AddHeader,
     Done,
     SharedData,
+    SharedQueue,
 }
 
 /// The label lists of `export::labels` in Envoy's shared data: one store
@@ -245,13 +248,47 @@ thread_local! {
 }
 
 thread_local! {
+    /// `identity::summary_id`'s prefix (random, drawn at the first call) and
+    /// count, for this VM.
+    static SUMMARY_IDS: Cell<Option<(u64, u64)>> = const { Cell::new(None) };
+}
+
+fn next_summary_id() -> String {
+    let (prefix, seq) = SUMMARY_IDS
+        .with(Cell::get)
+        .unwrap_or_else(|| (random_u64(), 0));
+    SUMMARY_IDS.with(|ids| ids.set(Some((prefix, seq.wrapping_add(1)))));
+    identity::summary_id(prefix, seq)
+}
+
+#[link(wasm_import_module = "wasi_snapshot_preview1")]
+extern "C" {
+    fn random_get(buf: *mut u8, len: usize) -> u16;
+}
+
+/// Eight bytes from the host's CSPRNG (WASI `random_get`, which Envoy
+/// provides); the clock if it fails. (std's RandomState would do it for
+/// +6 KB of SipHash.)
+fn random_u64() -> u64 {
+    let mut bytes = [0u8; 8];
+    // SAFETY: the host writes at most `len` bytes into the buffer given.
+    let errno = unsafe { random_get(bytes.as_mut_ptr(), bytes.len()) };
+    if errno == 0 {
+        u64::from_le_bytes(bytes)
+    } else {
+        now_us()
+    }
+}
+
+thread_local! {
     // One VM is one thread: Cells, never a RefCell.
     static HOST_CALL_FAILURES: Cell<Option<u32>> = const { Cell::new(None) };
-    static HOST_CALLS_LOGGED: Cell<u8> = const { Cell::new(0) };
+    static HOST_CALLS_LOGGED: Cell<u16> = const { Cell::new(0) };
 }
 
 fn host_call_failed(call: HostCall, status: Status) {
-    let bit = 1u8 << (call as u8);
+    // One bit per HostCall variant (fewer than 16).
+    let bit = 1u16 << (call as u8);
     let first = HOST_CALLS_LOGGED.with(|logged| {
         let seen = logged.get();
         logged.set(seen | bit);
@@ -314,9 +351,19 @@ struct Settings {
 struct StreamtapRoot {
     settings: Option<Rc<Settings>>,
     in_flight_token: Option<u32>,
+    /// The host shared queue of `export::handoff`, with a collector.
+    handoff: Option<u32>,
     shutting_down: bool,
+    stop: StopCount,
     /// The last export failed; logged once, until it recovers.
     collector_failing: bool,
+}
+
+/// What a stopping root held and has sent since, for its last log line.
+#[derive(Default)]
+struct StopCount {
+    held: usize,
+    sent: usize,
 }
 
 impl StreamtapRoot {
@@ -374,6 +421,9 @@ impl StreamtapRoot {
         match result {
             BatchResult::Exported(n) => {
                 add(metrics.summaries_exported, n as u64);
+                if self.shutting_down {
+                    self.stop.sent += n;
+                }
                 if self.collector_failing {
                     self.collector_failing = false;
                     log::info!("streamtap: the collector accepts summaries again");
@@ -401,6 +451,78 @@ impl StreamtapRoot {
 }
 
 impl StreamtapRoot {
+    /// At a stop, puts what is still unsent into the handoff queue for the
+    /// next root of this `vm_id` (`export::handoff`), and says how the stop
+    /// went. The log lines are the trace that stays when Envoy is exiting (a
+    /// counter dies with it).
+    fn finish_stop(&mut self) {
+        let Some(settings) = self.settings.clone() else {
+            return;
+        };
+        let (Some(collector), Some(queue)) = (&settings.config.collector, &settings.queue) else {
+            return;
+        };
+        let unsent = queue.with(|q| q.take_unsent()).unwrap_or_default();
+        let mut handed = 0;
+        if let Some(token) = self.handoff {
+            for entry in &unsent {
+                let bytes = handoff::encode(collector.format, entry);
+                if let Err(status) = hostcalls::enqueue_shared_queue(token, Some(&bytes)) {
+                    host_call_failed(HostCall::SharedQueue, status);
+                    break;
+                }
+                handed += 1;
+            }
+        }
+        let lost = unsent.len() - handed;
+        add(settings.metrics.summaries_dropped, lost as u64);
+        if self.stop.held > 0 {
+            log::warn!(
+                "streamtap: stopped: {} of the {} summaries sent, {handed} handed to the next \
+                 streamtap configuration of this vm_id (lost if Envoy is exiting), {lost} dropped",
+                self.stop.sent,
+                self.stop.held
+            );
+        }
+    }
+
+    /// Takes over what stopped roots of this `vm_id` left unsent; at most a
+    /// queue's worth per tick.
+    fn adopt(&mut self) {
+        let (Some(token), Some(settings)) = (self.handoff, self.settings.clone()) else {
+            return;
+        };
+        let (Some(collector), Some(queue)) = (&settings.config.collector, &settings.queue) else {
+            return;
+        };
+        let (mut adopted, mut dropped) = (0usize, 0usize);
+        for _ in 0..collector.max_queue {
+            let bytes = match hostcalls::dequeue_shared_queue(token) {
+                Ok(Some(bytes)) => bytes,
+                Ok(None) => break,
+                Err(status) => {
+                    host_call_failed(HostCall::SharedQueue, status);
+                    break;
+                }
+            };
+            match handoff::decode(collector.format, bytes) {
+                Some(entry) => {
+                    adopted += 1;
+                    dropped += queue.with(|q| q.push(entry, now_us())).unwrap_or(1);
+                }
+                // Of the other export format: it cannot be sent here.
+                None => dropped += 1,
+            }
+        }
+        if adopted + dropped > 0 {
+            add(settings.metrics.summaries_dropped, dropped as u64);
+            log::info!(
+                "streamtap: took over {adopted} summaries a stopped configuration had not sent \
+                 ({dropped} dropped: another export format, or no room)"
+            );
+        }
+    }
+
     /// Moves the stalled gauge and logs each stream once when it stalls.
     fn watch_stalls(&self) {
         let Some(settings) = &self.settings else {
@@ -461,29 +583,37 @@ impl Context for StreamtapRoot {
         // Keep draining a backlog without waiting for the next tick.
         self.flush(self.shutting_down);
         if self.shutting_down && self.in_flight_token.is_none() {
+            self.finish_stop();
             if let Err(status) = hostcalls::done() {
                 host_call_failed(HostCall::Done, status);
             }
         }
     }
 
+    /// Sends what it holds, one batch after another (each bounded by the
+    /// collector's timeout), then hands the rest over and is done.
     fn on_done(&mut self) -> bool {
         self.shutting_down = true;
-        self.flush(true);
-        // A counter dies with the process: the log is the trace that stays.
-        let unsent = self
+        let held = self
             .settings
             .as_ref()
             .and_then(|s| s.queue.as_ref())
             .and_then(|q| q.with(|q| q.len()))
             .unwrap_or(0);
-        if unsent > 0 {
+        if held > 0 {
+            self.stop.held = held;
             log::warn!(
-                "streamtap: stopping with {unsent} summaries not yet accepted by the collector; \
-                 they are lost if Envoy stops before they are sent"
+                "streamtap: stopping with {held} summaries not yet accepted by the collector; \
+                 sending them, then handing the rest to the next streamtap configuration of this \
+                 vm_id (lost if Envoy is exiting first)"
             );
         }
-        self.in_flight_token.is_none()
+        self.flush(true);
+        if self.in_flight_token.is_some() {
+            return false;
+        }
+        self.finish_stop();
+        true
     }
 }
 impl RootContext for StreamtapRoot {
@@ -519,6 +649,12 @@ impl RootContext for StreamtapRoot {
         if let Err(status) = hostcalls::set_tick_period(tick) {
             host_call_failed(HostCall::SetTickPeriod, status);
         }
+        if config.collector.is_some() {
+            match hostcalls::register_shared_queue(handoff::QUEUE_NAME) {
+                Ok(token) => self.handoff = Some(token),
+                Err(status) => host_call_failed(HostCall::SharedQueue, status),
+            }
+        }
         // Every VM of the process sets the same value (one config); a push
         // with another rate replaces it.
         record(
@@ -539,6 +675,9 @@ impl RootContext for StreamtapRoot {
     }
 
     fn on_tick(&mut self) {
+        if !self.shutting_down {
+            self.adopt();
+        }
         self.flush(false);
         self.watch_stalls();
     }
@@ -745,6 +884,7 @@ impl HttpContext for StreamtapHttp {
             timeline_entries: capture.timeline.then_some(capture.timeline_max_entries),
         };
         let mut call = CallTap::new(settings, now_us());
+        call.set_summary_id(next_summary_id());
         let traceparent = lossy(request_header("traceparent"));
         call.on_request_headers(
             lossy(request_header(":method")),

@@ -54,6 +54,8 @@ fn assert_each_summary_once(collector: &Collector, ids: &[String]) {
         let copies = calls.iter().filter(|c| c["id"] == id.as_str()).count();
         assert_eq!(copies, 1, "summary {id} arrived {copies} times");
     }
+    // The collector's de-duplication hid nothing: nothing was sent twice.
+    assert_eq!(collector.duplicates(), 0, "summaries sent twice");
 }
 
 #[test]
@@ -112,6 +114,46 @@ fn collector_answering_500_then_200_gets_everything_once() {
     assert_eq!(
         stack.envoy.stat("wasmcustom.streamtap.summaries_dropped"),
         0
+    );
+}
+
+/// At-least-once: a collector slower than `timeout_ms` stores a batch the
+/// filter then sends again. Each copy carries the same `summary_id`, so the
+/// collector keeps one and counts the rest.
+#[test]
+fn a_batch_that_timed_out_but_arrived_is_sent_again_and_de_duplicated() {
+    let stack = Stack::start(testbed::envoy::FilterVariant::Streamtap, CONFIG);
+    stack.collector.set_delay(Duration::from_millis(600));
+    let ids = calls_through(&stack, 3);
+    let repeated = eventually(Duration::from_secs(10), || {
+        (stack.collector.duplicates() >= 1).then_some(())
+    });
+    assert!(
+        repeated.is_some(),
+        "no batch was sent again after its timeout (posts {})",
+        stack.collector.posts()
+    );
+    stack.collector.set_delay(Duration::ZERO);
+    assert_eq!(
+        stack.envoy.wait_for_stat(
+            "wasmcustom.streamtap.summaries_exported",
+            3,
+            Duration::from_secs(20)
+        ),
+        3
+    );
+    let calls = stack.collector.calls();
+    for id in &ids {
+        let copies = calls.iter().filter(|c| c["id"] == id.as_str()).count();
+        assert_eq!(copies, 1, "{id} kept {copies} times");
+    }
+    let summary_ids: std::collections::BTreeSet<_> =
+        calls.iter().map(|c| c["summary_id"].to_string()).collect();
+    assert_eq!(summary_ids.len(), 3, "{summary_ids:?}");
+    eprintln!(
+        "slow collector: 3 calls, {} posts, {} duplicates dropped",
+        stack.collector.posts(),
+        stack.collector.duplicates()
     );
 }
 

@@ -47,12 +47,18 @@ fn drain(envoy: &Envoy) {
     assert_eq!(drained.status, 200);
 }
 
-/// The summaries the filter's `on_done` log lines say were lost.
+/// The summaries the filter's stop lines leave unaccounted for: what each
+/// `on_done` said it held ("stopping with N") less what its last line says
+/// was sent ("stopped: M of the N"). A root that never wrote its last line
+/// (Envoy exited first) lost all it held.
 fn lost_in_log(log: &str) -> usize {
-    log.lines()
-        .filter_map(|l| l.split("stopping with ").nth(1))
-        .filter_map(|rest| rest.split(' ').next()?.parse::<usize>().ok())
-        .sum()
+    let first_number = |marker: &str| -> usize {
+        log.lines()
+            .filter_map(|l| l.split(marker).nth(1))
+            .filter_map(|rest| rest.split(' ').next()?.parse::<usize>().ok())
+            .sum()
+    };
+    first_number("stopping with ").saturating_sub(first_number("stopped: "))
 }
 
 #[test]
@@ -73,19 +79,23 @@ fn a_stop_delivers_or_names_every_queued_summary() {
         let delivered = collector.calls().len();
         let lost = lost_in_log(&envoy.log());
         eprintln!("drain first: {drain_first}; exit {took:?} after SIGTERM; delivered {delivered}, logged lost {lost}");
-        assert_eq!(
-            delivered + lost,
-            10,
-            "summaries gone silently:\n{}",
+        // At least once: a batch on the wire when Envoy exits may still
+        // arrive although its line says lost.
+        assert!(
+            delivered + lost >= 10,
+            "summaries gone silently (delivered {delivered}, logged lost {lost}):\n{}",
             envoy.log()
         );
+        assert_eq!(collector.duplicates(), 0);
     }
 }
 
 #[test]
 fn the_loss_line_is_read_as_written() {
-    let line = "[..][warning][wasm] wasm log streamtap streamtap: streamtap: stopping with 7 summaries not yet accepted by the collector; they are lost";
+    let line = "[..][warning][wasm] wasm log streamtap streamtap: streamtap: stopping with 7 summaries not yet accepted by the collector; sending them";
     assert_eq!(lost_in_log(line), 7);
+    let finished = format!("{line}\n[..] streamtap: stopped: 5 of the 7 summaries sent, 2 handed");
+    assert_eq!(lost_in_log(&finished), 2);
     assert_eq!(lost_in_log("nothing here"), 0);
 }
 

@@ -1,5 +1,13 @@
-//! Who a call is: its trace id, and whether it is sampled. Both depend only on
-//! the request's headers, so every filter and log line agrees on them.
+//! Who a call is: its trace id, and whether it is sampled (both depend only
+//! on the request's headers, so every filter and log line agrees on them),
+//! and the id its summary carries.
+
+/// A summary's id: the VM's random `prefix` (drawn once per VM, so VMs of
+/// other workers, builds and processes do not collide) and the VM's count of
+/// summaries. A collector de-duplicates on it: a retried batch repeats it.
+pub fn summary_id(prefix: u64, seq: u64) -> String {
+    format!("{prefix:016x}-{seq:x}")
+}
 
 /// The trace id of a W3C `traceparent` (`00-<32 hex>-<16 hex>-<2 hex>`).
 pub fn trace_id_of(traceparent: &str) -> Option<String> {
@@ -30,6 +38,13 @@ pub fn sampled(request_id: &[u8], rate: f64) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn summary_ids_differ_by_prefix_and_count() {
+        assert_eq!(summary_id(0xab, 0x1f), "00000000000000ab-1f");
+        assert_ne!(summary_id(1, 2), summary_id(2, 1));
+        assert_ne!(summary_id(1, 2), summary_id(1, 3));
+    }
 
     #[test]
     fn trace_id_and_sampling() {

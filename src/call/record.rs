@@ -13,7 +13,7 @@ use serde::Serialize;
 /// The version of the summary's shape, in every summary (`schema_version`).
 /// Bump it with each change of a field's name, type or meaning, and say what
 /// changed in CHANGELOG.md.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// How many finish reasons (one per choice) a summary keeps.
 const MAX_FINISH_REASONS: usize = 16;
@@ -118,6 +118,9 @@ pub struct ToolCallSummary<'a> {
 /// Request-side facts, noted when the request passes.
 #[derive(Debug, Default, Clone)]
 pub struct RequestInfo {
+    /// Unique per summary, given by the shell: what a collector de-duplicates
+    /// on (export is at-least-once).
+    pub summary_id: Option<String>,
     pub id: Option<String>,
     pub trace_id: Option<String>,
     pub method: Option<String>,
@@ -488,6 +491,7 @@ impl CallRecord {
         });
         Summary {
             schema_version: SCHEMA_VERSION,
+            summary_id: self.request.summary_id.as_deref(),
             id: self.request.id.as_deref(),
             trace_id: self.request.trace_id.as_deref(),
             start_unix_ms: self.start_us / 1000,
@@ -568,6 +572,8 @@ fn micros_to_ms(us: u64) -> f64 {
 pub struct Summary<'a> {
     /// The summary's shape; CHANGELOG.md says what each version changed.
     pub schema_version: u32,
+    /// Stable across export retries; unique per call summarized.
+    pub summary_id: Option<&'a str>,
     pub id: Option<&'a str>,
     pub trace_id: Option<&'a str>,
     pub start_unix_ms: u64,

@@ -223,6 +223,11 @@ impl CallTap {
         request.trace_id = traceparent.and_then(trace_id_of);
     }
 
+    /// The id the summary will carry (see `RequestInfo::summary_id`).
+    pub fn set_summary_id(&mut self, id: String) {
+        self.record.request.summary_id = Some(id);
+    }
+
     pub fn on_request_body(&mut self, chunk: &[u8]) {
         self.request_scan.feed(chunk);
         if !self.settings.capture_request_content {

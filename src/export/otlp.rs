@@ -168,6 +168,7 @@ pub fn log_record(s: &Summary<'_>, observed_unix_us: u64) -> String {
         "streamtap.schema_version",
         Some(u64::from(s.schema_version)),
     );
+    a.string("streamtap.summary_id", s.summary_id);
     a.string("streamtap.request_id", s.id);
     a.string("streamtap.api", s.api);
     a.string("streamtap.outcome", Some(outcome_name(s.outcome)));

@@ -144,6 +144,16 @@ impl ExportQueue {
         self.pending.len()
     }
 
+    /// Removes and returns the summaries not being sent, oldest first (to
+    /// hand them over at a stop).
+    pub fn take_unsent(&mut self) -> Vec<String> {
+        let sending = self.in_flight.unwrap_or(0).min(self.pending.len());
+        self.pending
+            .drain(sending..)
+            .map(|(_, summary)| summary)
+            .collect()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.pending.is_empty()
     }
@@ -283,6 +293,21 @@ mod tests {
 
     fn queue(max: usize, batch: usize) -> ExportQueue {
         ExportQueue::new(max, batch, 500, 42)
+    }
+
+    #[test]
+    fn take_unsent_leaves_the_batch_in_flight() {
+        let mut q = queue(100, 2);
+        for i in 0..5 {
+            q.push(format!("{{\"n\":{i}}}"), 0);
+        }
+        let batch = q.next_batch(0, true).unwrap();
+        assert_eq!(batch.count, 2);
+        assert_eq!(q.take_unsent(), ["{\"n\":2}", "{\"n\":3}", "{\"n\":4}"]);
+        assert_eq!(q.len(), 2, "the two being sent stay until answered");
+        q.complete(CollectorReply::Accepted, 1);
+        assert!(q.is_empty());
+        assert!(q.take_unsent().is_empty());
     }
 
     #[test]

@@ -2,18 +2,19 @@
 //!
 //! | request | answer |
 //! |---|---|
-//! | `POST /v1/calls` with a JSON array of summaries (or one object) | `{"accepted":n}`, or the status set by [`Collector::set_status`] |
+//! | `POST /v1/calls` with a JSON array of summaries (or one object) | `{"accepted":n,"duplicates":d}`, or the status set by [`Collector::set_status`] (after the delay set by [`Collector::set_delay`]) |
 //! | `POST /v1/logs` (OTLP/HTTP JSON) | `{}`; the whole body is kept, see [`Collector::otlp_posts`] |
 //! | `GET /calls[?limit=N][&verdict=V][&id=X]` | `{"calls":[...]}`, the latest N (default 100) of those that match, newest last; see [`CallsQuery`] |
 //! | `GET /health/streaming` | see [`streaming_health`] |
+//! | `GET /stats` | `{"calls":n,"posts":p,"duplicates":d}` |
 //! | `GET /[?verdict=V]` | HTML: the streaming health, then the latest calls, newest first ([`crate::viewer`]) |
 //! | `GET /calls/{id}` | HTML: one call (the newest with that id, percent-decoded), its timeline and answer; 404 if unknown |
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::convert::Infallible;
 use std::io;
 use std::net::{SocketAddr, TcpListener as StdTcpListener};
-use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -32,6 +33,8 @@ use crate::viewer;
 
 /// Summaries kept; the oldest go first.
 const MAX_CALLS: usize = 10_000;
+/// `summary_id`s remembered for de-duplication; the oldest are forgotten first.
+const MAX_SEEN_IDS: usize = 100_000;
 /// OTLP request bodies kept.
 const MAX_OTLP_POSTS: usize = 1_000;
 const DEFAULT_CALLS_LIMIT: usize = 100;
@@ -118,6 +121,20 @@ impl Collector {
         self.state.posts.load(Ordering::SeqCst)
     }
 
+    /// Summaries received again (a `summary_id` already stored) and dropped.
+    /// Export is at-least-once: a POST that timed out at the filter may have
+    /// arrived, and its retry repeats it.
+    pub fn duplicates(&self) -> usize {
+        self.state.duplicates.load(Ordering::SeqCst)
+    }
+
+    /// How long to wait, after storing a batch, before answering it (default
+    /// none): a slow collector.
+    pub fn set_delay(&self, delay: Duration) {
+        let ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+        self.state.delay_ms.store(ms, Ordering::SeqCst);
+    }
+
     /// The status to answer `POST /v1/calls` with (default 200). With a
     /// status outside 2xx the summaries are not stored.
     pub fn set_status(&self, status: u16) {
@@ -152,8 +169,11 @@ struct ReceivedCall {
 struct State {
     calls: Mutex<VecDeque<ReceivedCall>>,
     arrived: Condvar,
+    seen: Mutex<SeenIds>,
     posts: AtomicUsize,
+    duplicates: AtomicUsize,
     status: AtomicU16,
+    delay_ms: AtomicU64,
     otlp: Mutex<VecDeque<Value>>,
 }
 
@@ -162,10 +182,37 @@ impl Default for State {
         State {
             calls: Mutex::default(),
             arrived: Condvar::new(),
+            seen: Mutex::default(),
             posts: AtomicUsize::new(0),
+            duplicates: AtomicUsize::new(0),
             status: AtomicU16::new(200),
+            delay_ms: AtomicU64::new(0),
             otlp: Mutex::default(),
         }
+    }
+}
+
+/// The last [`MAX_SEEN_IDS`] `summary_id`s stored.
+#[derive(Default)]
+struct SeenIds {
+    ids: HashSet<String>,
+    order: VecDeque<String>,
+}
+
+impl SeenIds {
+    /// False when `id` was seen already.
+    fn insert(&mut self, id: &str) -> bool {
+        if self.ids.contains(id) {
+            return false;
+        }
+        self.ids.insert(id.to_string());
+        self.order.push_back(id.to_string());
+        while self.order.len() > MAX_SEEN_IDS {
+            if let Some(old) = self.order.pop_front() {
+                self.ids.remove(&old);
+            }
+        }
+        true
     }
 }
 
@@ -188,17 +235,31 @@ impl State {
         streaming_health(&recent)
     }
 
-    fn store(&self, summaries: Vec<Value>) {
+    /// Stores the summaries not seen before (by `summary_id`; one without
+    /// an id is always stored) and returns how many were duplicates.
+    fn store(&self, summaries: Vec<Value>) -> usize {
         let at = Instant::now();
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
         let mut calls = self.lock_calls();
+        let mut duplicates = 0;
         for summary in summaries {
-            calls.push_back(ReceivedCall { at, summary });
+            let new = summary["summary_id"]
+                .as_str()
+                .is_none_or(|id| seen.insert(id));
+            if new {
+                calls.push_back(ReceivedCall { at, summary });
+            } else {
+                duplicates += 1;
+            }
         }
+        drop(seen);
+        self.duplicates.fetch_add(duplicates, Ordering::SeqCst);
         while calls.len() > MAX_CALLS {
             calls.pop_front();
         }
         drop(calls);
         self.arrived.notify_all();
+        duplicates
     }
 }
 
@@ -246,10 +307,15 @@ async fn handle(
     let response = match (&parts.method, path) {
         (&Method::POST, "/v1/calls") => {
             state.posts.fetch_add(1, Ordering::SeqCst);
-            match body.collect().await {
+            let response = match body.collect().await {
                 Ok(collected) => receive_calls(&state, &collected.to_bytes()),
                 Err(err) => bad_request(format!("could not read the body: {err}")),
+            };
+            let delay = state.delay_ms.load(Ordering::SeqCst);
+            if delay > 0 {
+                tokio::time::sleep(Duration::from_millis(delay)).await;
             }
+            response
         }
         (&Method::POST, "/v1/logs") => match body.collect().await {
             Ok(collected) => match serde_json::from_slice::<Value>(&collected.to_bytes()) {
@@ -277,6 +343,14 @@ async fn handle(
             Err(message) => bad_request(message),
         },
         (&Method::GET, "/health/streaming") => json_response(200, &state.recent_health()),
+        (&Method::GET, "/stats") => json_response(
+            200,
+            &json!({
+                "calls": state.lock_calls().len(),
+                "posts": state.posts.load(Ordering::SeqCst),
+                "duplicates": state.duplicates.load(Ordering::SeqCst),
+            }),
+        ),
         (&Method::GET, "/") => list_page(&state, parts.uri.query()),
         (&Method::GET, _) if path.starts_with("/calls/") => {
             let id = percent_decode(path.trim_start_matches("/calls/"));
@@ -371,9 +445,12 @@ fn receive_calls(state: &State, body: &[u8]) -> Response<Full<Bytes>> {
             &json!({ "error": format!("collector set to answer {status}") }),
         );
     }
-    let accepted = summaries.len();
-    state.store(summaries);
-    json_response(200, &json!({ "accepted": accepted }))
+    let received = summaries.len();
+    let duplicates = state.store(summaries);
+    json_response(
+        200,
+        &json!({ "accepted": received - duplicates, "duplicates": duplicates }),
+    )
 }
 
 /// The query of `GET /calls`; parameters combine (a call must match all).
@@ -648,6 +725,30 @@ mod tests {
     }
 
     #[test]
+    fn a_summary_id_seen_before_is_dropped_and_counted() {
+        let collector = Collector::start().unwrap();
+        let with_id = |id: &str, n: u32| json!({"summary_id": id, "id": format!("req-{n}")});
+        let first = json!([with_id("a-1", 1), with_id("a-2", 2)]);
+        assert_eq!(
+            post_calls(&collector, &first.to_string()),
+            (200, json!({"accepted": 2, "duplicates": 0}))
+        );
+        // A retry of a batch that had arrived, plus one new summary, and two
+        // without an id (older builds): those are always kept.
+        let retry = json!([with_id("a-2", 2), with_id("a-3", 3), {"id": "x"}, {"id": "x"}]);
+        assert_eq!(
+            post_calls(&collector, &retry.to_string()),
+            (200, json!({"accepted": 3, "duplicates": 1}))
+        );
+        assert_eq!(collector.duplicates(), 1);
+        assert_eq!(collector.calls().len(), 5);
+        assert_eq!(
+            get_json(&collector, "/stats").1,
+            json!({"calls": 5, "posts": 2, "duplicates": 1})
+        );
+    }
+
+    #[test]
     fn stores_summaries_and_serves_them_newest_last() {
         let collector = Collector::start().unwrap();
         let batch = json!([
@@ -656,12 +757,12 @@ mod tests {
         ]);
         assert_eq!(
             post_calls(&collector, &batch.to_string()),
-            (200, json!({"accepted": 2}))
+            (200, json!({"accepted": 2, "duplicates": 0}))
         );
         let single = summary(3, "completed", 80.0);
         assert_eq!(
             post_calls(&collector, &single.to_string()),
-            (200, json!({"accepted": 1}))
+            (200, json!({"accepted": 1, "duplicates": 0}))
         );
 
         let calls = collector.wait_for_calls(3, Duration::from_secs(5));
