@@ -447,3 +447,59 @@ fn the_model_label_bound_holds_across_pushes() {
     assert_eq!(overflow, 2, "{text}");
     testbed::scratch::remove_dir(&scratch, "labels-wasm");
 }
+
+/// A root retired by a push sends everything it holds before it goes: its
+/// `on_done` sends batch after batch (the collector slow, the flush interval
+/// long), and only then tells Envoy it is done.
+#[test]
+fn a_retired_root_sends_its_backlog_batch_by_batch_before_it_goes() {
+    let held = r#"{"collector":{"cluster":"streamtap_collector","flush_interval_ms":60000,"timeout_ms":1000,"batch_size":5}}"#;
+    let upstream = MockUpstream::start().unwrap();
+    let collector = Collector::start().unwrap();
+    // Slow, but within timeout_ms: one batch a 0.9 s.
+    collector.set_delay(Duration::from_millis(900));
+    let opts = EnvoyOptions::new(upstream.addr, collector.addr)
+        .with_plugin_config(held)
+        .with_listeners_from_file()
+        .with_extra_args(["--drain-time-s", "1"]);
+    let envoy = Envoy::start(&opts).unwrap_or_else(|e| panic!("{e}"));
+    // The first full batch goes out at once; the rest wait behind it (one
+    // POST in flight at a time), so the root still holds two batches and
+    // more when the drain (1 s) retires it.
+    let ids: Vec<String> = (0..18)
+        .map(|i| quick_call(&envoy, &upstream, &format!("retired-{i}")))
+        .collect();
+    let pushed = envoy.push_listeners("2", |listeners| {
+        for listener in listeners.iter_mut() {
+            for value in lds::plugin_configs(listener) {
+                *value = Value::String(AFTER.to_string());
+            }
+        }
+    });
+    assert_eq!(pushed, Ok(true), "{}", envoy.log());
+    let by_id = summaries_by_id(&collector, ids.len());
+    for id in &ids {
+        assert_eq!(by_id.get(id).map(Vec::len), Some(1), "{id}");
+    }
+    assert!(
+        envoy.wait_for_log("streamtap: stopped: ", Duration::from_secs(10)),
+        "{}",
+        envoy.log()
+    );
+    let log = envoy.log();
+    let stop = log
+        .lines()
+        .find(|l| l.contains("streamtap: stopped: "))
+        .unwrap_or_default();
+    eprintln!("  {}", stop.split("streamtap: ").last().unwrap_or(stop));
+    // "stopped: N of the N summaries sent, 0 handed ...", N more than a batch.
+    let numbers: Vec<usize> = stop
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    let tail = &numbers[numbers.len() - 4..];
+    assert!(tail[0] == tail[1] && tail[1] > 5, "{stop}");
+    assert_eq!(&tail[2..], [0, 0], "{stop}");
+    assert_eq!(collector.duplicates(), 0);
+    assert_eq!(envoy.stat("wasmcustom.streamtap.summaries_dropped"), 0);
+}

@@ -24,11 +24,23 @@ const QUEUED: &str = r#"{"collector":{"cluster":"streamtap_collector","flush_int
 
 /// An Envoy with `config` after ten short streamed calls (`{prefix}-{i}`).
 fn ten_calls(config: &str, prefix: &str) -> (MockUpstream, Collector, Envoy) {
+    calls(config, prefix, 10, Duration::ZERO)
+}
+
+/// An Envoy with `config` after `n` short streamed calls, its collector
+/// answering each batch `collector_delay` late.
+fn calls(
+    config: &str,
+    prefix: &str,
+    n: usize,
+    collector_delay: Duration,
+) -> (MockUpstream, Collector, Envoy) {
     let upstream = MockUpstream::start().unwrap();
     let collector = Collector::start().unwrap();
+    collector.set_delay(collector_delay);
     let opts = EnvoyOptions::new(upstream.addr, collector.addr).with_plugin_config(config);
     let envoy = Envoy::start(&opts).unwrap_or_else(|e| panic!("{e}"));
-    for i in 0..10 {
+    for i in 0..n {
         let id = format!("{prefix}-{i}");
         let headers = [
             ("x-test-id", id.as_str()),
@@ -111,4 +123,37 @@ fn a_stop_after_a_drain_longer_than_the_flush_interval_delivers_all() {
     envoy.terminate(Duration::from_secs(20)).unwrap();
     assert_eq!(collector.calls().len(), 10, "{}", envoy.log());
     assert_eq!(lost_in_log(&envoy.log()), 0);
+}
+
+/// A planned stop with a slow collector and more than one batch queued: the
+/// wait between the drain and SIGTERM must cover the flush interval and one
+/// collector round trip per batch. Then every summary is delivered; a wait
+/// too short delivers fewer, and the log names the rest.
+#[test]
+fn a_planned_stop_with_a_slow_collector_delivers_a_backlog_of_batches() {
+    let config = r#"{"collector":{"cluster":"streamtap_collector","flush_interval_ms":200,"timeout_ms":1000,"batch_size":5}}"#;
+    let delay = Duration::from_millis(150);
+    // flush_interval_ms + ceil(20 / batch_size) round trips + a margin.
+    let enough = Duration::from_millis(200) + delay * 4 + Duration::from_millis(400);
+    for wait in [Duration::from_millis(400), enough] {
+        let (_upstream, collector, mut envoy) = calls(config, "slow", 20, delay);
+        drain(&envoy);
+        std::thread::sleep(wait);
+        envoy.terminate(Duration::from_secs(20)).unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        let delivered = collector.calls().len();
+        let lost = lost_in_log(&envoy.log());
+        eprintln!(
+            "slow collector ({delay:?} a batch): 20 queued in batches of 5, SIGTERM {wait:?} after the drain: {delivered} delivered in {} posts, {lost} logged lost",
+            collector.posts(),
+        );
+        assert_eq!(collector.duplicates(), 0);
+        assert!(delivered + lost >= 20, "gone silently:\n{}", envoy.log());
+        if wait == enough {
+            assert_eq!(delivered, 20, "{}", envoy.log());
+            assert_eq!(lost, 0);
+        } else {
+            assert!(delivered < 20, "the short wait should cut the export off");
+        }
+    }
 }
