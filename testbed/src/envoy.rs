@@ -17,6 +17,7 @@ use std::time::Duration;
 use crate::daemon::{free_port_probe, wait_ready};
 use crate::http1;
 
+pub mod hot_restart;
 pub mod lds;
 use crate::wait::eventually;
 
@@ -92,6 +93,9 @@ pub struct EnvoyOptions {
     /// Serve the listener from a watched file (`envoy::lds`), so a test can push
     /// a new one with [`Envoy::push_listeners`].
     pub listeners_from_file: bool,
+    /// Start as epoch 0 of a hot restart (`envoy::hot_restart`) instead of
+    /// with `--disable-hot-restart`.
+    pub hot_restart: bool,
 }
 
 impl EnvoyOptions {
@@ -109,6 +113,7 @@ impl EnvoyOptions {
             log_level: "info".to_string(),
             extra_args: Vec::new(),
             listeners_from_file: false,
+            hot_restart: false,
         }
     }
 
@@ -143,6 +148,12 @@ impl EnvoyOptions {
         self
     }
 
+    /// Hot-restartable: see [`Envoy::hot_restart`].
+    pub fn with_hot_restart(mut self) -> Self {
+        self.hot_restart = true;
+        self
+    }
+
     /// Appends command-line arguments to Envoy's.
     pub fn with_extra_args<I, S>(mut self, args: I) -> Self
     where
@@ -168,6 +179,11 @@ pub struct Envoy {
     log_path: PathBuf,
     stdio_path: PathBuf,
     access_log_path: PathBuf,
+    /// The binary and the arguments it was started with, but the hot-restart
+    /// ones and the log path: what [`Envoy::hot_restart`] starts again.
+    command: (PathBuf, Vec<String>),
+    /// Earlier hot-restart epochs: their processes (until they exit) and logs.
+    parents: Vec<(Child, PathBuf)>,
 }
 
 /// The workspace root: the parent of the testbed crate.
@@ -530,19 +546,27 @@ impl Envoy {
             .map_err(|e| StartError::Other(format!("cannot clone log file handle: {e}")))?;
 
         drop(held);
+        let mut args = vec![
+            "--concurrency".to_string(),
+            opts.concurrency.max(1).to_string(),
+            "-l".to_string(),
+            opts.log_level.clone(),
+            "--file-flush-interval-msec".to_string(),
+            FILE_FLUSH_INTERVAL_MS.to_string(),
+            "-c".to_string(),
+            config_path.display().to_string(),
+        ];
+        args.extend(opts.extra_args.iter().cloned());
+        let restart_args = if opts.hot_restart {
+            hot_restart::first_epoch_args(dir)
+        } else {
+            vec!["--disable-hot-restart".to_string()]
+        };
         let child = Command::new(bin)
-            .arg("--concurrency")
-            .arg(opts.concurrency.max(1).to_string())
-            .arg("--disable-hot-restart")
-            .arg("-l")
-            .arg(&opts.log_level)
-            .arg("--file-flush-interval-msec")
-            .arg(FILE_FLUSH_INTERVAL_MS.to_string())
+            .args(&restart_args)
             .arg("--log-path")
             .arg(&log_path)
-            .arg("-c")
-            .arg(&config_path)
-            .args(&opts.extra_args)
+            .args(&args)
             .stdin(Stdio::null())
             .stdout(Stdio::from(stdio))
             .stderr(Stdio::from(stdio2))
@@ -558,6 +582,8 @@ impl Envoy {
             log_path,
             stdio_path,
             access_log_path,
+            command: (bin.to_path_buf(), args),
+            parents: Vec::new(),
         })
     }
 
@@ -671,7 +697,12 @@ impl Envoy {
     /// Envoy's whole log so far (the `--log-path` file, then anything Envoy wrote
     /// to stdout/stderr).
     pub fn log(&self) -> String {
-        let mut s = fs::read_to_string(&self.log_path).unwrap_or_default();
+        let mut s = String::new();
+        // A hot restart's earlier epochs first.
+        for (_, path) in &self.parents {
+            s.push_str(&fs::read_to_string(path).unwrap_or_default());
+        }
+        s.push_str(&fs::read_to_string(&self.log_path).unwrap_or_default());
         let stdio = fs::read_to_string(&self.stdio_path).unwrap_or_default();
         if !stdio.trim().is_empty() {
             if !s.is_empty() && !s.ends_with('\n') {
@@ -702,6 +733,10 @@ impl Envoy {
     /// Stop Envoy now: SIGTERM, then SIGKILL if it has not exited within 5 s.
     /// Idempotent; `drop` calls it too.
     pub fn stop(&mut self) {
+        for (mut parent, _) in self.parents.drain(..) {
+            let _ = parent.kill();
+            let _ = parent.wait();
+        }
         let Some(mut child) = self.child.take() else {
             return;
         };
