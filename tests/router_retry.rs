@@ -87,4 +87,5 @@ fn a_retried_call_is_summarized_once_as_the_client_got_it() {
         .filter(|c| c["id"] == id.as_str())
         .count();
     assert_eq!(summaries, 1);
+    assert_eq!(collector.duplicates(), 0);
 }

@@ -127,6 +127,8 @@ impl FaultStack {
         ids.sort_unstable();
         ids.dedup();
         assert_eq!(ids.len(), n, "one summary per request id");
+        // The collector drops a re-sent summary: none may have been re-sent.
+        assert_eq!(self.collector.duplicates(), 0, "summaries sent twice");
     }
 
     /// Envoy's log shows no panic and no trap of the Wasm VM.
