@@ -24,21 +24,24 @@ const QUEUED: &str = r#"{"collector":{"cluster":"streamtap_collector","flush_int
 
 /// An Envoy with `config` after ten short streamed calls (`{prefix}-{i}`).
 fn ten_calls(config: &str, prefix: &str) -> (MockUpstream, Collector, Envoy) {
-    calls(config, prefix, 10, Duration::ZERO)
+    calls(config, prefix, 10, Duration::ZERO, 1)
 }
 
-/// An Envoy with `config` after `n` short streamed calls, its collector
-/// answering each batch `collector_delay` late.
+/// An Envoy with `workers` workers and `config` after `n` short streamed
+/// calls, its collector answering each batch `collector_delay` late.
 fn calls(
     config: &str,
     prefix: &str,
     n: usize,
     collector_delay: Duration,
+    workers: u32,
 ) -> (MockUpstream, Collector, Envoy) {
     let upstream = MockUpstream::start().unwrap();
     let collector = Collector::start().unwrap();
     collector.set_delay(collector_delay);
-    let opts = EnvoyOptions::new(upstream.addr, collector.addr).with_plugin_config(config);
+    let opts = EnvoyOptions::new(upstream.addr, collector.addr)
+        .with_plugin_config(config)
+        .with_concurrency(workers);
     let envoy = Envoy::start(&opts).unwrap_or_else(|e| panic!("{e}"));
     for i in 0..n {
         let id = format!("{prefix}-{i}");
@@ -135,8 +138,8 @@ fn a_planned_stop_with_a_slow_collector_delivers_a_backlog_of_batches() {
     let delay = Duration::from_millis(150);
     // flush_interval_ms + ceil(20 / batch_size) round trips + a margin.
     let enough = Duration::from_millis(200) + delay * 4 + Duration::from_millis(400);
-    for wait in [Duration::from_millis(400), enough] {
-        let (_upstream, collector, mut envoy) = calls(config, "slow", 20, delay);
+    for (wait, workers) in [(Duration::from_millis(400), 1), (enough, 1), (enough, 2)] {
+        let (_upstream, collector, mut envoy) = calls(config, "slow", 20, delay, workers);
         drain(&envoy);
         std::thread::sleep(wait);
         envoy.terminate(Duration::from_secs(20)).unwrap();
@@ -144,7 +147,7 @@ fn a_planned_stop_with_a_slow_collector_delivers_a_backlog_of_batches() {
         let delivered = collector.calls().len();
         let lost = lost_in_log(&envoy.log());
         eprintln!(
-            "slow collector ({delay:?} a batch): 20 queued in batches of 5, SIGTERM {wait:?} after the drain: {delivered} delivered in {} posts, {lost} logged lost",
+            "slow collector ({delay:?} a batch), {workers} worker(s): 20 queued in batches of 5, SIGTERM {wait:?} after the drain: {delivered} delivered in {} posts, {lost} logged lost",
             collector.posts(),
         );
         assert_eq!(collector.duplicates(), 0);
