@@ -152,19 +152,26 @@ bench-filters: wasm-target ## Build the bench's near-empty Wasm filter into dist
 	@cp $(EMPTY_WASM_BUILT) $(EMPTY_WASM)
 	@echo "$(EMPTY_WASM): $$(wc -c < $(EMPTY_WASM)) bytes"
 
-# `make bench`: streamtap against plain Envoy, a near-empty Wasm filter, the native
-# sse_to_metadata filter and a buffering control, side by side (bench/README.md).
-# Writes bench/results/latest.json and latest.png. Not part of `make test`.
+# `make bench`: streamtap against plain Envoy, the Wasm floors, the native
+# sse_to_metadata filter and a buffering control, side by side, and the cost
+# model of every set-up (bench/README.md). Writes bench/results/latest.json and
+# latest.png. Not part of `make test`. `make bench-quick`: a few minutes, for a
+# development loop (one round, the floors and streamtap; writes bench/results/quick/).
 BENCH_FONT := /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf
 
-.PHONY: bench
-bench: build bench-filters venv ## Measure streamtap's cost side by side (~5 min): bench/results/latest.{json,png}
+.PHONY: bench bench-quick bench-font
+bench-font:
 	@if [[ ! -f "$(BENCH_FONT)" ]]; then \
 	  echo "installing fonts-dejavu-core (the chart's font)"; \
 	  SUDO=$$([[ $$(id -u) -eq 0 ]] || echo sudo); \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq fonts-dejavu-core; \
 	fi
+
+bench: build bench-filters venv bench-font ## Measure streamtap's cost side by side (~15 min): bench/results/latest.{json,png}
 	$(CARGO) run --release -q -p streamtap-bench --bin bench
+
+bench-quick: build bench-filters venv bench-font ## The bench's quick mode (~3 min): bench/results/quick/
+	BENCH_QUICK=1 BENCH_OUT_DIR=bench/results/quick $(CARGO) run --release -q -p streamtap-bench --bin bench
 
 # `make images`: local images FROM scratch (no pulls needed) for docker-compose.yml:
 # the .venv Envoy binary, the testbed's mock-upstream and collector, each with the

@@ -61,6 +61,31 @@ pub struct Config {
     /// The labelled GenAI stats (`streamtap.gen_ai_*`). Default true; off,
     /// a call costs ~11 host calls less (the global counters stay).
     pub labelled_stats: bool,
+    /// Which filter state keys a call's end writes.
+    pub filter_state: FilterState,
+    /// All of streamtap's stats (`wasmcustom.streamtap.*`, labelled ones
+    /// included). Default true; off, the log lines are the only trace of an
+    /// export failure or a loss.
+    pub stats: bool,
+}
+
+/// `filter_state`: what a call's end writes for later filters and the access
+/// log. Both default true; a key nothing reads is a host call per call saved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FilterState {
+    /// `wasm.streamtap.summary`, the summary JSON.
+    pub summary: bool,
+    /// `wasm.streamtap.content`, the answer text (capped).
+    pub content: bool,
+}
+
+impl Default for FilterState {
+    fn default() -> Self {
+        FilterState {
+            summary: true,
+            content: true,
+        }
+    }
 }
 
 /// `metric_labels`: who called and where the call went, as labels of the
@@ -244,6 +269,8 @@ impl Default for Config {
             max_label_values: 100,
             metric_labels: MetricLabels::default(),
             labelled_stats: true,
+            filter_state: FilterState::default(),
+            stats: true,
         }
     }
 }
@@ -313,6 +340,14 @@ impl Config {
                 b"pricing" => reader.pricing(j, &mut config.pricing),
                 b"labelled_stats" => {
                     config.labelled_stats = reader.boolean(j, "labelled_stats")?;
+                    Ok(())
+                }
+                b"stats" => {
+                    config.stats = reader.boolean(j, "stats")?;
+                    Ok(())
+                }
+                b"filter_state" => {
+                    config.filter_state = reader.filter_state(j)?;
                     Ok(())
                 }
                 b"metric_labels" => {
@@ -714,6 +749,25 @@ impl Reader {
             *slot = self.integer(j, &format!("stream_health.{name}"))?;
             Ok(())
         })
+    }
+
+    fn filter_state(&mut self, j: &mut Json<'_>) -> Result<FilterState, ParseError> {
+        if !j.peek_object() {
+            return self.fail("filter_state", "expected an object");
+        }
+        let mut state = FilterState::default();
+        j.object(|key, j| match key {
+            b"summary" => {
+                state.summary = self.boolean(j, "filter_state.summary")?;
+                Ok(())
+            }
+            b"content" => {
+                state.content = self.boolean(j, "filter_state.content")?;
+                Ok(())
+            }
+            other => self.unknown("filter_state.", other),
+        })?;
+        Ok(state)
     }
 
     fn metric_labels(&mut self, j: &mut Json<'_>) -> Result<MetricLabels, ParseError> {

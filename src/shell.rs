@@ -633,6 +633,8 @@ impl RootContext for StreamtapRoot {
         create_label_lists();
         let metrics = match &self.settings {
             Some(settings) => settings.metrics,
+            // `stats: false`: none defined, every add and record a no-op.
+            None if !config.stats => Metrics::default(),
             None => Metrics::define(),
         };
         let seed = now_us();
@@ -818,9 +820,14 @@ impl StreamtapHttp {
             watched.end();
         }
         let content = self.tap.as_ref().map(|t| t.content()).unwrap_or_default();
-        set_filter_state(SUMMARY_KEY, finished.summary_json.as_bytes());
-        set_filter_state(CONTENT_KEY, content.as_bytes());
         let settings = &self.settings;
+        let keys = settings.config.filter_state;
+        if keys.summary {
+            set_filter_state(SUMMARY_KEY, finished.summary_json.as_bytes());
+        }
+        if keys.content {
+            set_filter_state(CONTENT_KEY, content.as_bytes());
+        }
         let metrics = settings.metrics;
         add(metrics.calls, 1);
         add(metrics.stream_events, finished.events);
@@ -829,7 +836,7 @@ impl StreamtapHttp {
             add(metrics.calls_not_completed, 1);
         }
         add(metrics.decode_capped, u64::from(finished.decode_capped));
-        if settings.config.labelled_stats {
+        if settings.config.labelled_stats && settings.config.stats {
             self.count_labelled(&finished);
         }
         if let Some(verdict) = finished.verdict {

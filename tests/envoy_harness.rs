@@ -227,9 +227,32 @@ fn real_envoy_with_the_empty_wasm_filter_streams_and_posts_chunk_counts() {
         "chunks={chunks}"
     );
     assert_eq!(calls.len(), 1, "{calls:?}");
+    // Without read_body it never copies a byte in.
+    assert_eq!(calls[0]["bytes"], 0, "{calls:?}");
     let config = fs::read_to_string(&envoy.config_path).unwrap();
     assert!(config.contains("empty-filter.wasm"));
     assert!(!envoy.log().contains("][critical]["), "{}", envoy.log());
+}
+
+/// The body-reading floor of `make bench`: the same filter copying every
+/// chunk into the VM; its record counts the bytes it read.
+#[test]
+fn the_empty_filter_with_read_body_copies_every_byte_in() {
+    assert_envoy_present();
+    let upstream = testbed::upstream::MockUpstream::start().unwrap();
+    let collector = testbed::collector::Collector::start().unwrap();
+    let opts = EnvoyOptions::new(upstream.addr, collector.addr)
+        .with_filter(FilterVariant::ReadingWasm)
+        .with_wasm_path("/nonexistent/streamtap.wasm");
+    let envoy = Envoy::start(&opts).unwrap_or_else(|e| panic!("{e}"));
+    let (sent, got) = stream_through(&envoy, &upstream, "empty-wasm-read");
+    assert!(got.body == sent.body, "bytes changed on the way");
+    let calls = collector.wait_for_calls(1, Duration::from_secs(5));
+    assert_eq!(
+        calls.first().map(|c| c["bytes"].clone()),
+        Some(serde_json::json!(sent.body.len())),
+        "{calls:?}"
+    );
 }
 
 #[test]

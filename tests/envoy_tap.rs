@@ -347,3 +347,33 @@ fn configured_request_headers_are_recorded_and_credentials_never_are() {
         .unwrap()
         .contains("Count slowly"));
 }
+
+/// `filter_state.summary: false` leaves the key out (the access log prints
+/// `-`), `stats: false` defines no stat; the summary is still exported.
+#[test]
+fn filter_state_and_stats_switched_off_leave_only_the_export() {
+    let config = r#"{"collector":{"cluster":"streamtap_collector","flush_interval_ms":50},"filter_state":{"summary":false},"stats":false}"#;
+    let stack = Stack::start(FilterVariant::Streamtap, config);
+    let call = Call {
+        tokens: 4,
+        interval_ms: 0,
+        ..Call::default()
+    };
+    let (sent, _) = stack.chat(&call);
+    let s = stack.summary_for(&sent);
+    assert_eq!(s["outcome"], "completed");
+    let id = s["id"].as_str().unwrap();
+    assert!(
+        stack.envoy.wait_for_access_log(id, Duration::from_secs(5)),
+        "no access log line for {id}"
+    );
+    let log = stack.envoy.access_log();
+    let line = log.lines().find(|l| l.contains(id)).unwrap();
+    assert!(line.ends_with("summary=-"), "{line}");
+    let stats = stack.envoy.stats().unwrap();
+    let ours: Vec<_> = stats
+        .keys()
+        .filter(|k| k.starts_with("wasmcustom.streamtap."))
+        .collect();
+    assert!(ours.is_empty(), "stats defined: {ours:?}");
+}

@@ -22,6 +22,7 @@
 
 mod analysis;
 mod chart;
+mod cost_model;
 mod loadgen;
 mod measurement;
 mod report;
@@ -77,6 +78,11 @@ fn run() -> Result<(), String> {
         .build()
         .map_err(|e| format!("tokio runtime: {e}"))?;
     let kept = rounds(&rt, &upstream, &settings, wall)?;
+    let cost = if settings.cost_variants.is_empty() {
+        None
+    } else {
+        Some(cost_rounds(&rt, &upstream, &settings)?)
+    };
 
     println!(
         "latency side by side (plain Envoy and streamtap at the same time, {MODERATE_CONNECTIONS} streams each):"
@@ -84,7 +90,7 @@ fn run() -> Result<(), String> {
     let side_by_side = paired::paired_latency(
         &rt,
         &upstream,
-        PAIRED_REPETITIONS,
+        settings.paired_repetitions,
         &settings.streamtap_config,
     )?;
     println!();
@@ -111,6 +117,7 @@ fn run() -> Result<(), String> {
         timelines: &kept.timelines,
         side_by_side,
         memory,
+        cost: cost.as_ref(),
     };
     fs::create_dir_all(&settings.out_dir)
         .map_err(|e| format!("create {}: {e}", settings.out_dir.display()))?;
@@ -185,6 +192,60 @@ fn rounds(
         println!();
     }
     Ok(kept)
+}
+
+/// The cost model: every cost set-up once per round, the order rotated.
+fn cost_rounds(
+    rt: &tokio::runtime::Runtime,
+    upstream: &MockUpstream,
+    settings: &Settings,
+) -> Result<cost_model::report::CostModel, String> {
+    let bench = Bench {
+        rt,
+        upstream,
+        settings,
+        tck: procfs::clock_ticks_per_second() as f64,
+    };
+    println!(
+        "cost model ({} set-ups × {} shapes × {} rounds):",
+        settings.cost_variants.len(),
+        measurement::cost::SHAPES.len(),
+        settings.rounds
+    );
+    let mut runs = cost_model::report::Runs::new();
+    for round in 0..settings.rounds {
+        let n = settings.cost_variants.len();
+        for i in 0..n {
+            let variant = settings.cost_variants[(i + round) % n];
+            let t = Instant::now();
+            let shapes = measurement::cost::run_shapes(&bench, variant)?;
+            let fitted = cost_model::fit(
+                &shapes
+                    .iter()
+                    .map(measurement::cost::ShapeRun::sample)
+                    .collect::<Vec<_>>(),
+            );
+            println!(
+                "  r{round} {:<34} {}  ({:.1} s)",
+                variant.label(),
+                fitted.map_or("no fit".to_string(), |c| format!(
+                    "per call {:>6.1} µs, per event {:>5.2} µs, per chunk {:>5.2} µs; worker {}",
+                    c.per_call_us,
+                    c.per_event_us,
+                    c.per_chunk_us,
+                    shapes
+                        .iter()
+                        .map(|s| format!("{:.0}%", s.worker_busy * 100.0))
+                        .collect::<Vec<_>>()
+                        .join("/")
+                )),
+                t.elapsed().as_secs_f64()
+            );
+            runs.entry(variant).or_default().push(shapes);
+        }
+    }
+    println!();
+    Ok(cost_model::report::analyse(&runs))
 }
 
 /// A run that other processes disturbed is run again (a few times, while

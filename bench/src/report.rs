@@ -31,6 +31,8 @@ pub struct Results<'a> {
     pub memory: Option<MemoryReport>,
     pub targets: Vec<Target>,
     pub notes: Vec<String>,
+    /// None when no cost set-up ran.
+    pub cost: Option<&'a crate::cost_model::report::CostModel>,
 }
 
 fn value(v: impl serde::Serialize) -> Result<Value, String> {
@@ -70,6 +72,7 @@ pub fn write_json(r: &Results, dir: &Path, wall: Duration) -> Result<PathBuf, St
         "latency_side_by_side": value(&r.side_by_side)?,
         // Skipped memory runs (BENCH_MEMORY=0) leave an empty object.
         "memory": r.memory.as_ref().map_or(Ok(json!({})), value)?,
+        "cost_model": r.cost.map_or(Ok(json!({})), value)?,
         "timeline_ms": timeline,
         "targets": value(&r.targets)?,
         "notes": r.notes,
@@ -132,6 +135,9 @@ pub fn print_round_line(variant: Variant, round: usize, f: &RoundFigures, took: 
 
 pub fn print(r: &Results) {
     print_variants(&r.analysis);
+    if let Some(cost) = r.cost {
+        crate::cost_model::report::print(cost);
+    }
     print_headlines(r);
     print_targets(&r.targets);
     if !r.notes.is_empty() {

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::variants::{Variant, VARIANTS};
+use crate::variants::{Variant, COST_VARIANTS, ROUND_VARIANTS};
 use testbed::envoy::{workspace_root, DEFAULT_PLUGIN_CONFIG};
 
 /// SSE events per call: role delta, 46 tokens, finish delta, usage, `[DONE]`.
@@ -14,8 +14,9 @@ const ROUNDS: usize = 3;
 pub const MODERATE_CONNECTIONS: usize = 20;
 pub const MODERATE_INTERVAL_MS: u64 = 10;
 pub const MODERATE_CALLS_PER_CONNECTION: usize = 5;
-/// Repetitions of the side-by-side latency comparison.
-pub const PAIRED_REPETITIONS: usize = 3;
+/// Repetitions of the side-by-side latency comparison: enough for a median
+/// of the per-repetition p99 differences that holds still.
+const PAIRED_REPETITIONS: usize = 7;
 /// Saturation: events as fast as the mock can write them, on enough
 /// connections to keep one Envoy worker busy, for a fixed time.
 const SATURATION_CONNECTIONS: usize = 64;
@@ -84,6 +85,12 @@ pub struct Settings {
     pub variants: Vec<Variant>,
     pub memory: bool,
     pub streamtap_config: String,
+    /// The cost model's set-ups (`BENCH_COST_VARIANTS`; empty: none).
+    pub cost_variants: Vec<Variant>,
+    pub paired_repetitions: usize,
+    /// `BENCH_QUICK=1` (`make bench-quick`): one round, the floors and
+    /// streamtap only, no memory runs, 3 side-by-side repetitions.
+    pub quick: bool,
 }
 
 impl Settings {
@@ -92,8 +99,10 @@ impl Settings {
         if !(0.5..=60.0).contains(&seconds) {
             return Err("BENCH_SATURATION_SECONDS must be within 0.5..=60".to_string());
         }
+        let quick = var("BENCH_QUICK", 0u8)? != 0;
         let settings = Settings {
-            rounds: var("BENCH_ROUNDS", ROUNDS)?.clamp(1, 20),
+            quick,
+            rounds: var("BENCH_ROUNDS", if quick { 1 } else { ROUNDS })?.clamp(1, 20),
             saturation: Duration::from_secs_f64(seconds),
             saturation_connections: var("BENCH_SATURATION_CONNECTIONS", SATURATION_CONNECTIONS)?
                 .clamp(1, 2000),
@@ -104,19 +113,44 @@ impl Settings {
             },
             variants: match std::env::var("BENCH_VARIANTS") {
                 Ok(list) if !list.is_empty() => parse_variants(&list)?,
-                _ => VARIANTS.to_vec(),
+                _ if quick => QUICK_VARIANTS.to_vec(),
+                _ => ROUND_VARIANTS.to_vec(),
             },
-            memory: var("BENCH_MEMORY", 1u8)? != 0,
+            cost_variants: match std::env::var("BENCH_COST_VARIANTS") {
+                Ok(list) if list == "none" => Vec::new(),
+                Ok(list) if !list.is_empty() => parse_variants(&list)?,
+                _ if quick => QUICK_COST_VARIANTS.to_vec(),
+                _ => COST_VARIANTS.to_vec(),
+            },
+            paired_repetitions: var(
+                "BENCH_PAIRED_REPETITIONS",
+                if quick { 3 } else { PAIRED_REPETITIONS },
+            )?
+            .clamp(1, 30),
+            memory: var("BENCH_MEMORY", u8::from(!quick))? != 0,
             streamtap_config: var("BENCH_STREAMTAP_CONFIG", DEFAULT_PLUGIN_CONFIG.to_string())?,
         };
+        if settings.cost_variants.iter().any(|v| v.filter().is_none()) {
+            return Err("BENCH_COST_VARIANTS: the cost model needs Envoy (not direct)".to_string());
+        }
         // The variants' plugin configs, checked before any round runs.
-        for v in &settings.variants {
+        for v in settings.variants.iter().chain(&settings.cost_variants) {
             v.plugin_config(&settings.streamtap_config)
                 .map_err(|e| format!("BENCH_STREAMTAP_CONFIG for {}: {e}", v.key()))?;
         }
         Ok(settings)
     }
 }
+
+/// `make bench-quick`'s set-ups: the rounds', and the cost model's.
+const QUICK_VARIANTS: [Variant; 4] = [
+    Variant::Plain,
+    Variant::EmptyWasm,
+    Variant::ReadingWasm,
+    Variant::Streamtap,
+];
+const QUICK_COST_VARIANTS: [Variant; 3] =
+    [Variant::Plain, Variant::ReadingWasm, Variant::Streamtap];
 
 fn var<T: std::str::FromStr>(name: &str, default: T) -> Result<T, String> {
     match std::env::var(name) {

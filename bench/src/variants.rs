@@ -2,13 +2,16 @@
 
 use plotters::style::RGBColor;
 use serde_json::{Map, Value};
-use testbed::envoy::FilterVariant;
+use testbed::envoy::{EnvoyOptions, FilterVariant};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Variant {
     Direct,
     Plain,
     EmptyWasm,
+    /// The near-empty filter copying every chunk into the VM (`get_buffer`):
+    /// the floor of a filter that reads the body.
+    ReadingWasm,
     Streamtap,
     /// streamtap with `stream_health.enabled` false: the price of the
     /// streaming-health accounting is streamtap's figure minus this one's.
@@ -19,20 +22,67 @@ pub enum Variant {
     /// streamtap with `labelled_stats` false: the price of the labelled
     /// GenAI stats (~11 host calls per call) is streamtap's figure minus this one's.
     StreamtapNoLabels,
+    /// streamtap without a collector: no queue, no batch, no POST.
+    StreamtapNoExport,
+    /// streamtap with `capture.response_content` false.
+    StreamtapNoContent,
+    /// streamtap with both `filter_state` keys off.
+    StreamtapNoFilterState,
+    /// streamtap with the access log line left without the summary field.
+    StreamtapLogWithoutSummary,
+    /// streamtap with `stats` false: no stat defined, none moved.
+    StreamtapNoStats,
     SseToMetadata,
     Buffering,
 }
 
-pub const VARIANTS: [Variant; 9] = [
+pub const VARIANTS: [Variant; 15] = [
     Variant::Direct,
     Variant::Plain,
     Variant::EmptyWasm,
+    Variant::ReadingWasm,
     Variant::Streamtap,
     Variant::StreamtapNoHealth,
     Variant::StreamtapTimeline,
     Variant::StreamtapNoLabels,
+    Variant::StreamtapNoExport,
+    Variant::StreamtapNoContent,
+    Variant::StreamtapNoFilterState,
+    Variant::StreamtapLogWithoutSummary,
+    Variant::StreamtapNoStats,
     Variant::SseToMetadata,
     Variant::Buffering,
+];
+
+/// The rounds' set-ups by default (latency, paced CPU, saturation): the
+/// limit, the floors, streamtap, its native peer and the control. The
+/// feature switches are priced by the cost model instead.
+pub const ROUND_VARIANTS: [Variant; 7] = [
+    Variant::Direct,
+    Variant::Plain,
+    Variant::EmptyWasm,
+    Variant::ReadingWasm,
+    Variant::Streamtap,
+    Variant::SseToMetadata,
+    Variant::Buffering,
+];
+
+/// The cost model's set-ups by default: every one that runs Envoy but the
+/// buffering control (whose cost is not per chunk).
+pub const COST_VARIANTS: [Variant; 13] = [
+    Variant::Plain,
+    Variant::EmptyWasm,
+    Variant::ReadingWasm,
+    Variant::Streamtap,
+    Variant::StreamtapNoHealth,
+    Variant::StreamtapTimeline,
+    Variant::StreamtapNoLabels,
+    Variant::StreamtapNoExport,
+    Variant::StreamtapNoContent,
+    Variant::StreamtapNoFilterState,
+    Variant::StreamtapLogWithoutSummary,
+    Variant::StreamtapNoStats,
+    Variant::SseToMetadata,
 ];
 
 impl Variant {
@@ -42,10 +92,16 @@ impl Variant {
             Variant::Direct => "direct",
             Variant::Plain => "plain_envoy",
             Variant::EmptyWasm => "empty_wasm",
+            Variant::ReadingWasm => "reading_wasm",
             Variant::Streamtap => "streamtap",
             Variant::StreamtapNoHealth => "streamtap_no_health",
             Variant::StreamtapTimeline => "streamtap_timeline",
             Variant::StreamtapNoLabels => "streamtap_no_labels",
+            Variant::StreamtapNoExport => "streamtap_no_export",
+            Variant::StreamtapNoContent => "streamtap_no_content",
+            Variant::StreamtapNoFilterState => "streamtap_no_filter_state",
+            Variant::StreamtapLogWithoutSummary => "streamtap_log_without_summary",
+            Variant::StreamtapNoStats => "streamtap_no_stats",
             Variant::SseToMetadata => "sse_to_metadata",
             Variant::Buffering => "buffering_lua",
         }
@@ -60,10 +116,16 @@ impl Variant {
             Variant::Direct => "direct (no proxy)",
             Variant::Plain => "plain Envoy",
             Variant::EmptyWasm => "near-empty wasm",
+            Variant::ReadingWasm => "body-reading wasm",
             Variant::Streamtap => "streamtap",
             Variant::StreamtapNoHealth => "streamtap, stream_health off",
             Variant::StreamtapTimeline => "streamtap, capture.timeline on",
             Variant::StreamtapNoLabels => "streamtap, labelled_stats off",
+            Variant::StreamtapNoExport => "streamtap, no collector",
+            Variant::StreamtapNoContent => "streamtap, response_content off",
+            Variant::StreamtapNoFilterState => "streamtap, filter_state off",
+            Variant::StreamtapLogWithoutSummary => "streamtap, access log w/o summary",
+            Variant::StreamtapNoStats => "streamtap, stats off",
             Variant::SseToMetadata => "native sse_to_metadata",
             Variant::Buffering => "buffering Lua (control)",
         }
@@ -75,12 +137,18 @@ impl Variant {
             Variant::Direct => None,
             Variant::Plain => Some(FilterVariant::NoFilter),
             Variant::EmptyWasm => Some(FilterVariant::EmptyWasm),
-            Variant::Streamtap
-            | Variant::StreamtapNoHealth
-            | Variant::StreamtapTimeline
-            | Variant::StreamtapNoLabels => Some(FilterVariant::Streamtap),
+            Variant::ReadingWasm => Some(FilterVariant::ReadingWasm),
             Variant::SseToMetadata => Some(FilterVariant::SseToMetadata),
             Variant::Buffering => Some(FilterVariant::BufferingLua),
+            _ => Some(FilterVariant::Streamtap),
+        }
+    }
+
+    /// Envoy's options for this set-up, from the common ones.
+    pub fn envoy_options(self, opts: EnvoyOptions) -> EnvoyOptions {
+        match self {
+            Variant::StreamtapLogWithoutSummary => opts.without_summary_in_access_log(),
+            _ => opts,
         }
     }
 
@@ -89,6 +157,8 @@ impl Variant {
             Variant::Direct => RGBColor(120, 120, 120),
             Variant::Plain => RGBColor(31, 119, 180),
             Variant::EmptyWasm => RGBColor(44, 160, 44),
+            // The floor's green, darker.
+            Variant::ReadingWasm => RGBColor(20, 100, 20),
             Variant::Streamtap => RGBColor(214, 39, 40),
             // Streamtap's red, lighter.
             Variant::StreamtapNoHealth => RGBColor(255, 152, 150),
@@ -96,6 +166,11 @@ impl Variant {
             Variant::StreamtapTimeline => RGBColor(140, 20, 30),
             // Streamtap's red, greyer.
             Variant::StreamtapNoLabels => RGBColor(190, 110, 110),
+            Variant::StreamtapNoExport => RGBColor(230, 90, 60),
+            Variant::StreamtapNoContent => RGBColor(200, 60, 120),
+            Variant::StreamtapNoFilterState => RGBColor(170, 70, 70),
+            Variant::StreamtapLogWithoutSummary => RGBColor(240, 120, 100),
+            Variant::StreamtapNoStats => RGBColor(160, 40, 90),
             Variant::SseToMetadata => RGBColor(148, 103, 189),
             Variant::Buffering => RGBColor(255, 127, 14),
         }
@@ -104,46 +179,42 @@ impl Variant {
     /// streamtap's filter, whatever its config: its summaries and counters
     /// are read.
     pub fn is_streamtap(self) -> bool {
-        matches!(
-            self,
-            Variant::Streamtap
-                | Variant::StreamtapNoHealth
-                | Variant::StreamtapTimeline
-                | Variant::StreamtapNoLabels
-        )
+        self.filter() == Some(FilterVariant::Streamtap)
     }
 
-    /// The plugin config of a streamtap variant, from streamtap's
-    /// (`BENCH_STREAMTAP_CONFIG`, else the default): the same, plus
-    /// `"stream_health":{"enabled":false}` for [`Variant::StreamtapNoHealth`],
-    /// `"capture":{"timeline":true}` for [`Variant::StreamtapTimeline`],
-    /// `"labelled_stats":false` for [`Variant::StreamtapNoLabels`].
-    /// Other variants ignore it.
+    /// The plugin config of a set-up. streamtap's variants start from
+    /// streamtap's (`BENCH_STREAMTAP_CONFIG`, else the default) and change one
+    /// thing; others ignore it.
     pub fn plugin_config(self, streamtap: &str) -> Result<String, String> {
-        let (section, field, value) = match self {
-            Variant::StreamtapNoHealth => (Some("stream_health"), "enabled", false),
-            Variant::StreamtapTimeline => (Some("capture"), "timeline", true),
-            Variant::StreamtapNoLabels => (None, "labelled_stats", false),
+        let (path, value): (&[&str], Value) = match self {
+            Variant::StreamtapNoHealth => (&["stream_health", "enabled"], Value::Bool(false)),
+            Variant::StreamtapTimeline => (&["capture", "timeline"], Value::Bool(true)),
+            Variant::StreamtapNoLabels => (&["labelled_stats"], Value::Bool(false)),
+            Variant::StreamtapNoExport => (&["collector"], Value::Null),
+            Variant::StreamtapNoContent => (&["capture", "response_content"], Value::Bool(false)),
+            Variant::StreamtapNoFilterState => (
+                &["filter_state"],
+                serde_json::json!({"summary": false, "content": false}),
+            ),
+            Variant::StreamtapNoStats => (&["stats"], Value::Bool(false)),
             _ => return Ok(streamtap.to_string()),
         };
         let mut config: Value = serde_json::from_str(streamtap)
             .map_err(|e| format!("streamtap's plugin config is not JSON: {e}"))?;
-        let Some(object) = config.as_object_mut() else {
-            return Err("streamtap's plugin config is not a JSON object".to_string());
-        };
-        let Some(section) = section else {
-            object.insert(field.to_string(), Value::Bool(value));
-            return Ok(config.to_string());
-        };
-        let part = object
-            .entry(section)
-            .or_insert_with(|| Value::Object(Map::new()));
-        let Some(part) = part.as_object_mut() else {
-            return Err(format!(
-                "{section} in streamtap's plugin config is not an object"
-            ));
-        };
-        part.insert(field.to_string(), Value::Bool(value));
+        let (last, sections) = path.split_last().ok_or("empty path")?;
+        let mut object = config
+            .as_object_mut()
+            .ok_or("streamtap's plugin config is not a JSON object")?;
+        for section in sections {
+            object = object
+                .entry(*section)
+                .or_insert_with(|| Value::Object(Map::new()))
+                .as_object_mut()
+                .ok_or_else(|| {
+                    format!("{section} in streamtap's plugin config is not an object")
+                })?;
+        }
+        object.insert(last.to_string(), value);
         Ok(config.to_string())
     }
 
@@ -192,6 +263,25 @@ mod tests {
             Variant::from_key("streamtap_no_health"),
             Some(Variant::StreamtapNoHealth)
         );
+        let edit = |v: Variant| -> Value {
+            serde_json::from_str(&v.plugin_config(base).unwrap()).unwrap()
+        };
+        assert_eq!(edit(Variant::StreamtapNoExport)["collector"], Value::Null);
+        assert_eq!(
+            edit(Variant::StreamtapNoContent)["capture"]["response_content"],
+            false
+        );
+        assert_eq!(
+            edit(Variant::StreamtapNoFilterState)["filter_state"],
+            serde_json::json!({"summary": false, "content": false})
+        );
+        assert_eq!(edit(Variant::StreamtapNoStats)["stats"], false);
+        // Every streamtap variant's config is one the filter takes.
+        for v in VARIANTS.iter().filter(|v| v.is_streamtap()) {
+            let text = v.plugin_config(base).unwrap();
+            streamtap::config::Config::parse(text.as_bytes())
+                .unwrap_or_else(|e| panic!("{}: {e}", v.key()));
+        }
     }
 
     #[test]

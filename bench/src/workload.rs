@@ -100,6 +100,16 @@ pub fn describe(settings: &Settings) -> Value {
         "request": loadgen::CHAT_BODY,
         "mock_chunking": "event (one write per SSE event)",
         "rounds": settings.rounds,
+        "quick": settings.quick,
+        "paired_repetitions": settings.paired_repetitions,
+        "round_variants": settings.variants.iter().map(|v| v.key()).collect::<Vec<_>>(),
+        "cost_variants": settings.cost_variants.iter().map(|v| v.key()).collect::<Vec<_>>(),
+        "variant_plugin_configs": settings
+            .variants
+            .iter()
+            .chain(&settings.cost_variants)
+            .filter_map(|v| Some((v.key().to_string(), Value::String(v.plugin_config(&settings.streamtap_config).ok()?))))
+            .collect::<serde_json::Map<String, Value>>(),
         "envoy_concurrency": 1,
         "moderate": {
             "connections": MODERATE_CONNECTIONS,

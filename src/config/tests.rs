@@ -394,3 +394,32 @@ fn metric_labels_name_a_plain_header_never_a_credential() {
         );
     }
 }
+
+#[test]
+fn filter_state_keys_and_stats_can_be_switched_off() {
+    let defaults = Config::parse(b"{}").unwrap();
+    assert_eq!(defaults.filter_state, FilterState::default());
+    assert!(defaults.filter_state.summary && defaults.filter_state.content);
+    assert!(defaults.stats);
+    let off = Config::parse(br#"{"filter_state":{"content":false},"stats":false}"#).unwrap();
+    assert_eq!(
+        off.filter_state,
+        FilterState {
+            summary: true,
+            content: false
+        }
+    );
+    assert!(!off.stats);
+    for (bad, field) in [
+        (&br#"{"filter_state":true}"#[..], "filter_state"),
+        (br#"{"filter_state":{"summary":1}}"#, "filter_state.summary"),
+        (
+            br#"{"filter_state":{"conten":false}}"#,
+            "filter_state.conten",
+        ),
+        (br#"{"stats":"off"}"#, "stats"),
+    ] {
+        let e = Config::parse(bad).unwrap_err();
+        assert_eq!(e.field, field, "{}", String::from_utf8_lossy(bad));
+    }
+}

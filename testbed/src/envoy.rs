@@ -54,6 +54,9 @@ pub enum FilterVariant {
     /// them and POSTs `{"chunks":N}` per call to the collector: the floor of any
     /// Wasm filter that sees the body. `plugin_config` and `wasm_path` are unused.
     EmptyWasm,
+    /// The same filter with `{"read_body":true}`: it copies every chunk into
+    /// the VM (`get_buffer`) and counts its bytes: the floor of a filter that reads.
+    ReadingWasm,
     /// Envoy's native `envoy.filters.http.sse_to_metadata` filter with two JSON
     /// rules on OpenAI `chat.completion.chunk` events: `usage.completion_tokens`
     /// (every event, the last one wins) and `model` (first match), written to the
@@ -96,7 +99,13 @@ pub struct EnvoyOptions {
     /// Start as epoch 0 of a hot restart (`envoy::hot_restart`) instead of
     /// with `--disable-hot-restart`.
     pub hot_restart: bool,
+    /// The access log prints the summary (`summary=%FILTER_STATE(...)%`), as
+    /// the template does; false leaves that field out (`make bench` prices it).
+    pub access_log_summary: bool,
 }
+
+/// The template's access log field that prints the summary.
+pub const ACCESS_LOG_SUMMARY_FIELD: &str = " summary=%FILTER_STATE(wasm.streamtap.summary:PLAIN)%";
 
 impl EnvoyOptions {
     /// Streamtap with a plugin config exporting to the collector cluster every 100 ms:
@@ -114,6 +123,7 @@ impl EnvoyOptions {
             extra_args: Vec::new(),
             listeners_from_file: false,
             hot_restart: false,
+            access_log_summary: true,
         }
     }
 
@@ -145,6 +155,12 @@ impl EnvoyOptions {
     /// Serves the listener from a watched file (xDS over the filesystem).
     pub fn with_listeners_from_file(mut self) -> Self {
         self.listeners_from_file = true;
+        self
+    }
+
+    /// An access log line without the summary field.
+    pub fn without_summary_in_access_log(mut self) -> Self {
+        self.access_log_summary = false;
         self
     }
 
@@ -249,8 +265,12 @@ pub fn swap_filter_block(template: &str, filter: FilterVariant) -> Result<String
         FilterVariant::BufferingLua => indented(BUFFERING_LUA_BLOCK),
         FilterVariant::SseToMetadata => indented(SSE_TO_METADATA_BLOCK),
         FilterVariant::EmptyWasm => {
-            empty_wasm_block(lines.get(begin + 1..end).unwrap_or_default())?
+            empty_wasm_block(lines.get(begin + 1..end).unwrap_or_default(), "{}")?
         }
+        FilterVariant::ReadingWasm => empty_wasm_block(
+            lines.get(begin + 1..end).unwrap_or_default(),
+            r#"{"read_body":true}"#,
+        )?,
     };
     let mut out: Vec<String> = Vec::with_capacity(lines.len());
     out.extend(lines.iter().take(begin + 1).map(|l| l.to_string()));
@@ -278,7 +298,7 @@ const BUFFERING_LUA_BLOCK: &[&str] = &[
 /// The template's own Wasm filter block (the lines between the markers), turned
 /// into the near-empty filter's: the same runtime and failure policy, so the
 /// comparison stays fair when the template changes.
-fn empty_wasm_block(block: &[&str]) -> Result<Vec<String>, String> {
+fn empty_wasm_block(block: &[&str], config: &str) -> Result<Vec<String>, String> {
     let text = block.join("\n");
     for needle in [
         "envoy.filters.http.wasm",
@@ -302,7 +322,7 @@ fn empty_wasm_block(block: &[&str]) -> Result<Vec<String>, String> {
                 }
             }
             line.replace("${WASM_PATH}", "${EMPTY_WASM_PATH}")
-                .replace("${STREAMTAP_CONFIG}", "{}")
+                .replace("${STREAMTAP_CONFIG}", config)
         })
         .collect())
 }
@@ -389,7 +409,16 @@ pub struct RenderPorts {
 /// Render the template text for `opts`: swap the filter block, then fill in every
 /// placeholder.
 pub fn render(template: &str, opts: &EnvoyOptions, ports: &RenderPorts) -> Result<String, String> {
-    let swapped = swap_filter_block(template, opts.filter)?;
+    let mut swapped = swap_filter_block(template, opts.filter)?;
+    if !opts.access_log_summary {
+        if !swapped.contains(ACCESS_LOG_SUMMARY_FIELD) {
+            return Err(format!(
+                "the template's access log has no `{}`",
+                ACCESS_LOG_SUMMARY_FIELD.trim()
+            ));
+        }
+        swapped = swapped.replace(ACCESS_LOG_SUMMARY_FIELD, "");
+    }
     let mut vars: BTreeMap<&str, String> = BTreeMap::new();
     vars.insert("ADMIN_PORT", ports.admin_port.to_string());
     vars.insert("LISTEN_PORT", ports.listen_port.to_string());
@@ -442,7 +471,11 @@ impl Envoy {
                 opts.wasm_path.display()
             ));
         }
-        if opts.filter == FilterVariant::EmptyWasm && !empty_filter_wasm_path().is_file() {
+        let empty = matches!(
+            opts.filter,
+            FilterVariant::EmptyWasm | FilterVariant::ReadingWasm
+        );
+        if empty && !empty_filter_wasm_path().is_file() {
             return Err(format!(
                 "empty filter wasm not found at {} (run `make bench-filters`)",
                 empty_filter_wasm_path().display()
@@ -926,6 +959,15 @@ mod tests {
             r#"value: '{"collector":{"cluster":"streamtap_collector"},"note":"it''s"}'"#
         ));
         assert!(r.contains(FILTER_BEGIN_MARKER) && r.contains(FILTER_END_MARKER));
+        assert!(r.contains(ACCESS_LOG_SUMMARY_FIELD));
+        let without = render(
+            &template(),
+            &opts(FilterVariant::Streamtap).without_summary_in_access_log(),
+            &ports(),
+        )
+        .unwrap();
+        assert!(!without.contains("FILTER_STATE(wasm.streamtap.summary"));
+        assert!(without.contains("duration_ms=%DURATION%"));
     }
 
     #[test]
@@ -1095,7 +1137,7 @@ mod tests {
 
     #[test]
     fn empty_wasm_block_needs_the_template_wasm_block() {
-        let err = empty_wasm_block(&["- name: envoy.filters.http.lua"]).unwrap_err();
+        let err = empty_wasm_block(&["- name: envoy.filters.http.lua"], "{}").unwrap_err();
         assert!(err.contains("envoy.filters.http.wasm"), "{err}");
     }
 }

@@ -3,7 +3,7 @@
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType, LogLevel};
+use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel};
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::rc::Rc;
@@ -31,6 +31,8 @@ type Queue = Rc<RefCell<VecDeque<String>>>;
 struct EmptyRoot {
     queue: Queue,
     in_flight: Option<u32>,
+    /// `{"read_body":true}`: copy every chunk into the VM (`get_buffer`).
+    read_body: bool,
 }
 
 impl EmptyRoot {
@@ -79,6 +81,14 @@ impl Context for EmptyRoot {
 
 impl RootContext for EmptyRoot {
     fn on_configure(&mut self, _size: usize) -> bool {
+        // No JSON reader here: the one switch is found as text.
+        let config = hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX)
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        self.read_body = config
+            .windows(br#""read_body":true"#.len())
+            .any(|w| w == br#""read_body":true"#);
         let _ = hostcalls::set_tick_period(TICK);
         true
     }
@@ -91,6 +101,8 @@ impl RootContext for EmptyRoot {
         Some(Box::new(EmptyHttp {
             queue: Rc::clone(&self.queue),
             chunks: 0,
+            bytes: 0,
+            read_body: self.read_body,
         }))
     }
 
@@ -102,14 +114,24 @@ impl RootContext for EmptyRoot {
 struct EmptyHttp {
     queue: Queue,
     chunks: u64,
+    /// Bytes copied in (with `read_body`), so the copy is used.
+    bytes: u64,
+    read_body: bool,
 }
 
 impl Context for EmptyHttp {}
 
 impl HttpContext for EmptyHttp {
-    fn on_http_response_body(&mut self, _body_size: usize, _end_of_stream: bool) -> Action {
-        // Count the chunk; never read it.
+    fn on_http_response_body(&mut self, body_size: usize, _end_of_stream: bool) -> Action {
+        // Count the chunk; read it only as the body-reading floor.
         self.chunks += 1;
+        if self.read_body && body_size > 0 {
+            if let Ok(Some(chunk)) =
+                hostcalls::get_buffer(BufferType::HttpResponseBody, 0, body_size)
+            {
+                self.bytes += chunk.len() as u64;
+            }
+        }
         Action::Continue
     }
 
@@ -118,6 +140,9 @@ impl HttpContext for EmptyHttp {
         if queue.len() >= MAX_QUEUE {
             queue.pop_front();
         }
-        queue.push_back(format!("{{\"chunks\":{}}}", self.chunks));
+        queue.push_back(format!(
+            "{{\"chunks\":{},\"bytes\":{}}}",
+            self.chunks, self.bytes
+        ));
     }
 }

@@ -3,8 +3,9 @@
 //!
 //! It does what every such filter must do and nothing more: the host enters
 //! the VM once per response body chunk, the filter counts the chunk (without
-//! reading it) and returns `Continue`; in `on_log` it queues a tiny record
-//! (`{"chunks":N}`) shared with the root context, and the root's 200 ms tick
+//! reading it; with `{"read_body":true}` it copies each chunk into the VM with
+//! `get_buffer` and counts its bytes: the floor of a filter that reads) and returns `Continue`; in `on_log` it queues a tiny record
+//! (`{"chunks":N,"bytes":B}`) shared with the root context, and the root's 200 ms tick
 //! POSTs the queued records as one JSON array to the `streamtap_collector`
 //! cluster, the way streamtap exports its summaries.
 //!

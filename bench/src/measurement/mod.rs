@@ -1,7 +1,9 @@
 //! Measuring: one variant in one round ([`round`]), the latency side by side
-//! ([`paired`]), the memory of open streams ([`memory`]), the CPU windows
+//! ([`paired`]), the memory of open streams ([`memory`]), the cost model's
+//! workloads ([`cost`]), the CPU windows
 //! they all read ([`cpu`]), into typed [`figures`]; and the [`machine`].
 
+pub mod cost;
 pub mod cpu;
 pub mod figures;
 pub mod machine;

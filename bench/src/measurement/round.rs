@@ -95,9 +95,11 @@ pub fn run_variant(bench: &Bench, variant: Variant, round: usize) -> Result<Roun
     let envoy = match variant.filter() {
         None => None,
         Some(filter) => Some(Envoy::start(
-            &EnvoyOptions::new(upstream.addr, collector.addr)
-                .with_filter(filter)
-                .with_plugin_config(&variant.plugin_config(&settings.streamtap_config)?),
+            &variant.envoy_options(
+                EnvoyOptions::new(upstream.addr, collector.addr)
+                    .with_filter(filter)
+                    .with_plugin_config(&variant.plugin_config(&settings.streamtap_config)?),
+            ),
         )?),
     };
     let rig = Rig {
