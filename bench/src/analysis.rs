@@ -260,6 +260,7 @@ pub enum Basis {
     SideBySide {
         basis: &'static str,
         per_repetition_added_p99_us: Option<Spread>,
+        pooled_added_p99_us: Option<f64>,
         sequential_runs_added_p99_us: Option<f64>,
     },
 }
@@ -292,16 +293,19 @@ pub fn targets(
     memory: Option<&MemoryReport>,
     wasm_bytes: u64,
 ) -> Vec<Target> {
-    let added = side_by_side.pooled_added_p99_us;
+    // Issue 15: the median of the per-repetition differences, which holds
+    // still where the pooled p99 follows the one worst repetition.
+    let added = side_by_side.added_p99_us.as_ref().map(|s| s.median);
     let mut delay = Target::new(
         "added_delay_p99_us",
-        format!("per-event delay p99 added over plain Envoy <= {TARGET_ADDED_P99_US} us at moderate load"),
+        format!("per-event delay p99 added over plain Envoy <= {TARGET_ADDED_P99_US} us at moderate load (median of the side-by-side repetitions)"),
         added,
         added.is_some_and(|x| x <= TARGET_ADDED_P99_US),
     );
     delay.basis = Some(Basis::SideBySide {
-        basis: "plain Envoy and streamtap side by side, at the same time: p99 of all repetitions' events pooled",
+        basis: "plain Envoy and streamtap side by side, at the same time: the median over the repetitions of each one's p99 difference",
         per_repetition_added_p99_us: side_by_side.added_p99_us.clone(),
+        pooled_added_p99_us: side_by_side.pooled_added_p99_us,
         sequential_runs_added_p99_us: median_of(&added_over_plain(a, |f| {
             f.moderate.delay_p99_us
         })),
@@ -314,6 +318,13 @@ pub fn targets(
             TARGET_VS_EMPTY,
             "events_per_s_vs_empty_wasm",
             format!("streamtap events/s >= {TARGET_VS_EMPTY} x near-empty wasm"),
+        ),
+        throughput_target(
+            a,
+            Variant::ReadingWasm,
+            TARGET_VS_EMPTY,
+            "events_per_s_vs_reading_wasm",
+            format!("streamtap events/s >= {TARGET_VS_EMPTY} x the body-reading wasm floor"),
         ),
         throughput_target(
             a,

@@ -292,7 +292,7 @@ fn print_price(feature: &str, with: Variant, without: Variant, price: &HealthPri
 fn price_line(p: &PricedDifference, with: Variant, without: Variant) -> String {
     let Some(d) = p.difference.as_ref() else {
         return format!(
-            "– (needs both {} and {} in the rounds)",
+            "– (not both {} and {} in the rounds: the cost model prices it)",
             with.key(),
             without.key()
         );
