@@ -16,6 +16,7 @@ mod support;
 use std::collections::BTreeMap;
 use std::thread::JoinHandle;
 use std::time::Duration;
+use support::lost_in_log;
 use testbed::client::{self, StreamResult};
 use testbed::collector::Collector;
 use testbed::envoy::{Envoy, EnvoyOptions};
@@ -36,17 +37,6 @@ fn stream(envoy: &Envoy, test_id: String) -> JoinHandle<(String, StreamResult)> 
         let got = client::post(addr, "/v1/chat/completions", &headers, body).unwrap();
         (test_id, got)
     })
-}
-
-/// The summaries the stop lines leave unaccounted for (as in tests/shutdown.rs).
-fn lost_in_log(log: &str) -> usize {
-    let first_number = |marker: &str| -> usize {
-        log.lines()
-            .filter_map(|l| l.split(marker).nth(1))
-            .filter_map(|rest| rest.split(' ').next()?.parse::<usize>().ok())
-            .sum()
-    };
-    first_number("stopping with ").saturating_sub(first_number("stopped: "))
 }
 
 struct Outcome {

@@ -14,6 +14,7 @@
 mod support;
 
 use std::time::Duration;
+use support::lost_in_log;
 use testbed::client;
 use testbed::collector::Collector;
 use testbed::envoy::{Envoy, EnvoyOptions};
@@ -60,20 +61,6 @@ fn calls(
 fn drain(envoy: &Envoy) {
     let drained = client::post(envoy.admin, "/drain_listeners?graceful", &[], b"").unwrap();
     assert_eq!(drained.status, 200);
-}
-
-/// The summaries the filter's stop lines leave unaccounted for: what each
-/// `on_done` said it held ("stopping with N") less what its last line says
-/// was sent ("stopped: M of the N"). A root that never wrote its last line
-/// (Envoy exited first) lost all it held.
-fn lost_in_log(log: &str) -> usize {
-    let first_number = |marker: &str| -> usize {
-        log.lines()
-            .filter_map(|l| l.split(marker).nth(1))
-            .filter_map(|rest| rest.split(' ').next()?.parse::<usize>().ok())
-            .sum()
-    };
-    first_number("stopping with ").saturating_sub(first_number("stopped: "))
 }
 
 #[test]

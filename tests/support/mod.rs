@@ -77,3 +77,17 @@ pub fn dead_address() -> SocketAddr {
     drop(listener);
     addr
 }
+
+/// The summaries the filter's stop lines leave unaccounted for: what each
+/// `on_done` said it held ("stopping with N") less what its last line says
+/// was sent ("stopped: M of the N"). A root that never wrote its last line
+/// (Envoy exited first) lost all it held.
+pub fn lost_in_log(log: &str) -> usize {
+    let first_number = |marker: &str| -> usize {
+        log.lines()
+            .filter_map(|l| l.split(marker).nth(1))
+            .filter_map(|rest| rest.split(' ').next()?.parse::<usize>().ok())
+            .sum()
+    };
+    first_number("stopping with ").saturating_sub(first_number("stopped: "))
+}
