@@ -18,10 +18,9 @@ mod support;
 
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::thread::JoinHandle;
 use std::time::Duration;
 use support::eventually;
-use testbed::client::{self, StreamResult};
+use testbed::client;
 use testbed::collector::Collector;
 use testbed::envoy::{lds, Envoy, EnvoyOptions};
 use testbed::upstream::MockUpstream;
@@ -31,24 +30,6 @@ const BEFORE: &str =
     r#"{"collector":{"cluster":"streamtap_collector","flush_interval_ms":1000,"timeout_ms":1000}}"#;
 /// The pushed config: content capped at 16 bytes, visible in every summary it makes.
 const AFTER: &str = r#"{"collector":{"cluster":"streamtap_collector","flush_interval_ms":100,"timeout_ms":1000},"capture":{"max_content_bytes":16}}"#;
-
-const TOKENS: &str = "20";
-
-/// Starts a 20-token stream (50 ms apart) under `test_id`.
-fn stream(envoy: &Envoy, test_id: String) -> JoinHandle<(String, StreamResult)> {
-    let addr = envoy.listener;
-    std::thread::spawn(move || {
-        let body =
-            br#"{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
-        let headers = [
-            ("x-test-id", test_id.as_str()),
-            ("x-mock-tokens", TOKENS),
-            ("x-mock-interval-ms", "50"),
-        ];
-        let got = client::post(addr, "/v1/chat/completions", &headers, body).unwrap();
-        (test_id, got)
-    })
-}
 
 /// The same `.wasm` with a custom section appended: other bytes (a new build
 /// id, so Envoy starts a new VM), the same code.
@@ -109,7 +90,7 @@ fn pushes_with_workers(workers: u32) {
     // 50 streams, then a config push (same code) while they run; 10 more
     // after it, then a push of a new build while those run; 10 more after.
     let mut before: Vec<_> = (0..50)
-        .map(|i| stream(&envoy, format!("before-{i}")))
+        .map(|i| support::stream_in_background(&envoy, format!("before-{i}")))
         .collect();
     std::thread::sleep(Duration::from_millis(300));
     let config_push = envoy.push_listeners("2", |listeners| {
@@ -121,19 +102,18 @@ fn pushes_with_workers(workers: u32) {
     });
     assert_eq!(config_push, Ok(true), "{}", envoy.log());
     let mut between: Vec<_> = (0..10)
-        .map(|i| stream(&envoy, format!("between-{i}")))
+        .map(|i| support::stream_in_background(&envoy, format!("between-{i}")))
         .collect();
     std::thread::sleep(Duration::from_millis(300));
     let wasm_path = rebuilt.display().to_string();
     let build_push = envoy.push_listeners("3", |listeners| {
-        let text = serde_json::to_string(listeners).unwrap();
-        let default = testbed::envoy::default_wasm_path().display().to_string();
-        assert!(text.contains(&default), "the listener names {default}");
-        *listeners = serde_json::from_str(&text.replace(&default, &wasm_path)).unwrap();
+        // Panics unless the listener names the default build.
+        lds::replace_wasm_path(listeners, &testbed::envoy::default_wasm_path(), &wasm_path)
+            .unwrap();
     });
     assert_eq!(build_push, Ok(true), "{}", envoy.log());
     let after: Vec<_> = (0..10)
-        .map(|i| stream(&envoy, format!("after-{i}")))
+        .map(|i| support::stream_in_background(&envoy, format!("after-{i}")))
         .collect();
 
     let mut request_ids: BTreeMap<String, String> = BTreeMap::new();
@@ -261,9 +241,8 @@ fn outage_with_workers(workers: u32) {
 
     let wasm_path = rebuilt.display().to_string();
     let pushed = envoy.push_listeners("3", |listeners| {
-        let text = serde_json::to_string(listeners).unwrap();
-        let default = testbed::envoy::default_wasm_path().display().to_string();
-        *listeners = serde_json::from_str(&text.replace(&default, &wasm_path)).unwrap();
+        lds::replace_wasm_path(listeners, &testbed::envoy::default_wasm_path(), &wasm_path)
+            .unwrap();
     });
     assert_eq!(pushed, Ok(true), "{}", envoy.log());
     std::thread::sleep(RETIRED);
@@ -313,7 +292,7 @@ fn a_refused_push_leaves_the_running_filter_and_loses_nothing() {
         .with_listeners_from_file();
     let envoy = Envoy::start(&opts).unwrap_or_else(|e| panic!("{e}"));
     let running: Vec<_> = (0..5)
-        .map(|i| stream(&envoy, format!("running-{i}")))
+        .map(|i| support::stream_in_background(&envoy, format!("running-{i}")))
         .collect();
     std::thread::sleep(Duration::from_millis(200));
     let bad = r#"{"collector":{"cluster":"streamtap_collector"},"bogus_field":1}"#;
@@ -333,9 +312,7 @@ fn a_refused_push_leaves_the_running_filter_and_loses_nothing() {
     // A listener naming a .wasm that is not there is refused too.
     let missing = "/nonexistent/streamtap-missing.wasm";
     let push = envoy.push_listeners("3", |listeners| {
-        let text = serde_json::to_string(listeners).unwrap();
-        let default = testbed::envoy::default_wasm_path().display().to_string();
-        *listeners = serde_json::from_str(&text.replace(&default, missing)).unwrap();
+        lds::replace_wasm_path(listeners, &testbed::envoy::default_wasm_path(), missing).unwrap();
     });
     assert_eq!(push, Ok(false), "a listener without its .wasm was taken");
     assert!(
@@ -350,7 +327,7 @@ fn a_refused_push_leaves_the_running_filter_and_loses_nothing() {
         }
     }
     let later: Vec<_> = (0..5)
-        .map(|i| stream(&envoy, format!("later-{i}")))
+        .map(|i| support::stream_in_background(&envoy, format!("later-{i}")))
         .collect();
     let mut ids = Vec::new();
     for handle in running.into_iter().chain(later) {
@@ -417,9 +394,8 @@ fn the_model_label_bound_holds_across_pushes() {
     call("model-2");
     let wasm_path = rebuilt.display().to_string();
     let pushed = envoy.push_listeners("3", |listeners| {
-        let text = serde_json::to_string(listeners).unwrap();
-        let default = testbed::envoy::default_wasm_path().display().to_string();
-        *listeners = serde_json::from_str(&text.replace(&default, &wasm_path)).unwrap();
+        lds::replace_wasm_path(listeners, &testbed::envoy::default_wasm_path(), &wasm_path)
+            .unwrap();
     });
     assert_eq!(pushed, Ok(true), "{}", envoy.log());
     call("model-3");

@@ -14,30 +14,14 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::thread::JoinHandle;
 use std::time::Duration;
 use support::lost_in_log;
-use testbed::client::{self, StreamResult};
 use testbed::collector::Collector;
 use testbed::envoy::{Envoy, EnvoyOptions};
 use testbed::upstream::MockUpstream;
 
 /// The parent drains for 1 s and is told to exit after 3 s.
 const RESTART_ARGS: [&str; 4] = ["--drain-time-s", "1", "--parent-shutdown-time-s", "3"];
-
-fn stream(envoy: &Envoy, test_id: String) -> JoinHandle<(String, StreamResult)> {
-    let addr = envoy.listener;
-    std::thread::spawn(move || {
-        let body = br#"{"model":"gpt-4o-mini","stream":true,"messages":[]}"#;
-        let headers = [
-            ("x-test-id", test_id.as_str()),
-            ("x-mock-tokens", "20"),
-            ("x-mock-interval-ms", "50"),
-        ];
-        let got = client::post(addr, "/v1/chat/completions", &headers, body).unwrap();
-        (test_id, got)
-    })
-}
 
 struct Outcome {
     calls: usize,
@@ -62,12 +46,16 @@ fn restart_with(flush_interval_ms: u64) -> Outcome {
         .with_extra_args(RESTART_ARGS);
     let mut envoy = Envoy::start(&opts).unwrap_or_else(|e| panic!("{e}"));
     let during: Vec<_> = (0..10)
-        .map(|i| stream(&envoy, format!("hot-{flush_interval_ms}-during-{i}")))
+        .map(|i| {
+            support::stream_in_background(&envoy, format!("hot-{flush_interval_ms}-during-{i}"))
+        })
         .collect();
     std::thread::sleep(Duration::from_millis(300));
     envoy.hot_restart(&[]).unwrap();
     let after: Vec<_> = (0..10)
-        .map(|i| stream(&envoy, format!("hot-{flush_interval_ms}-after-{i}")))
+        .map(|i| {
+            support::stream_in_background(&envoy, format!("hot-{flush_interval_ms}-after-{i}"))
+        })
         .collect();
     let mut ids = BTreeMap::new();
     for handle in during.into_iter().chain(after) {

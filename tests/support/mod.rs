@@ -91,3 +91,24 @@ pub fn lost_in_log(log: &str) -> usize {
     };
     first_number("stopping with ").saturating_sub(first_number("stopped: "))
 }
+
+/// A 20-token chat stream (50 ms apart) through `envoy` under `test_id`, on
+/// its own thread: what the push and restart tests hold in flight.
+pub fn stream_in_background(
+    envoy: &Envoy,
+    test_id: String,
+) -> std::thread::JoinHandle<(String, testbed::client::StreamResult)> {
+    let addr = envoy.listener;
+    std::thread::spawn(move || {
+        let body =
+            br#"{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
+        let headers = [
+            ("x-test-id", test_id.as_str()),
+            ("x-mock-tokens", "20"),
+            ("x-mock-interval-ms", "50"),
+        ];
+        let got = testbed::client::post(addr, "/v1/chat/completions", &headers, body)
+            .expect("a stream through Envoy");
+        (test_id, got)
+    })
+}

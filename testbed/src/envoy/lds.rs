@@ -91,6 +91,18 @@ pub fn write_listeners(dir: &Path, listeners: &[Value], version: &str) -> Result
     fs::rename(&tmp, &file).map_err(|e| format!("cannot move {} into place: {e}", tmp.display()))
 }
 
+/// The listeners with every mention of the `.wasm` at `from` naming `to`
+/// instead: a push of another build (or of a missing file).
+pub fn replace_wasm_path(listeners: &mut Vec<Value>, from: &Path, to: &str) -> Result<(), String> {
+    let text = serde_json::to_string(listeners).map_err(|e| e.to_string())?;
+    let from = from.display().to_string();
+    if !text.contains(&from) {
+        return Err(format!("the listeners do not name {from}"));
+    }
+    *listeners = serde_json::from_str(&text.replace(&from, to)).map_err(|e| e.to_string())?;
+    Ok(())
+}
+
 /// Every Wasm filter's plugin `configuration` value in `listener` (the JSON
 /// text the filter parses), for an edit.
 pub fn plugin_configs(listener: &mut Value) -> Vec<&mut Value> {
