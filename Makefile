@@ -159,7 +159,7 @@ bench-filters: wasm-target ## Build the bench's near-empty Wasm filter into dist
 # development loop (one round, the floors and streamtap; writes bench/results/quick/).
 BENCH_FONT := /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf
 
-.PHONY: bench bench-quick bench-font
+.PHONY: bench bench-quick bench-ab bench-font
 bench-font:
 	@if [[ ! -f "$(BENCH_FONT)" ]]; then \
 	  echo "installing fonts-dejavu-core (the chart's font)"; \
@@ -172,6 +172,15 @@ bench: build bench-filters venv bench-font ## Measure streamtap's cost side by s
 
 bench-quick: build bench-filters venv bench-font ## The bench's quick mode (~3 min): bench/results/quick/
 	BENCH_QUICK=1 BENCH_OUT_DIR=bench/results/quick $(CARGO) run --release -q -p streamtap-bench --bin bench
+
+# `make bench-ab AB=streamtap,streamtap_no_labels`: one lever, two set-ups side
+# by side (~1 min): both Envoys up, their windows alternating; CANDIDATE=path.wasm
+# makes `streamtap_candidate` (streamtap's config on that build), e.g.
+# AB=streamtap,streamtap_candidate. REPS (default 8) alternations.
+AB ?= plain_envoy,streamtap
+REPS ?= 8
+bench-ab: build bench-filters venv bench-font ## One lever's A/B (~1 min): make bench-ab AB=a,b [CANDIDATE=x.wasm]: bench/results/quick/ab.json
+	BENCH_AB=$(AB) BENCH_CANDIDATE_WASM=$(CANDIDATE) BENCH_PAIRED_REPETITIONS=$(REPS) BENCH_OUT_DIR=bench/results/quick $(CARGO) run --release -q -p streamtap-bench --bin bench
 
 # `make images`: local images FROM scratch (no pulls needed) for docker-compose.yml:
 # the .venv Envoy binary, the testbed's mock-upstream and collector, each with the

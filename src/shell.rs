@@ -815,7 +815,8 @@ impl StreamtapHttp {
         add(self.settings.metrics.label_overflow, overflowed);
     }
 
-    fn publish(&mut self, finished: Finished) {
+    /// `now`: the finishing callback's clock reading (one host call fewer).
+    fn publish(&mut self, finished: Finished, now: u64) {
         if let Some(watched) = self.watched.take() {
             watched.end();
         }
@@ -857,7 +858,6 @@ impl StreamtapHttp {
             .collector
             .as_ref()
             .is_some_and(|c| c.format == ExportFormat::Otlp);
-        let now = now_us();
         let entry = match self.tap.as_ref().filter(|_| otlp) {
             Some(call) => call.otlp_record(now).unwrap_or_default(),
             None => finished.summary_json,
@@ -972,7 +972,7 @@ impl HttpContext for StreamtapHttp {
             }
             if end_of_stream {
                 if let Some(finished) = finish_at_end(call, now) {
-                    self.publish(finished);
+                    self.publish(finished, now);
                 }
             }
         }
@@ -997,7 +997,7 @@ impl HttpContext for StreamtapHttp {
             }
             if end_of_stream {
                 if let Some(finished) = finish_at_end(call, now) {
-                    self.publish(finished);
+                    self.publish(finished, now);
                 }
             }
         }
@@ -1007,8 +1007,9 @@ impl HttpContext for StreamtapHttp {
     fn on_http_response_trailers(&mut self, _trailers: usize) -> Action {
         // end_of_stream never comes on a body followed by trailers.
         if let Some(call) = self.tap.as_mut() {
-            if let Some(finished) = finish_at_end(call, now_us()) {
-                self.publish(finished);
+            let now = now_us();
+            if let Some(finished) = finish_at_end(call, now) {
+                self.publish(finished, now);
             }
         }
         Action::Continue
@@ -1020,8 +1021,9 @@ impl HttpContext for StreamtapHttp {
         // Most calls ended already: no host calls for them here.
         if let Some(call) = self.tap.as_mut().filter(|call| !call.is_finished()) {
             let details = code_details();
-            if let Some(finished) = call.finish_at_log(&details, now_us()) {
-                self.publish(finished);
+            let now = now_us();
+            if let Some(finished) = call.finish_at_log(&details, now) {
+                self.publish(finished, now);
             }
         }
     }

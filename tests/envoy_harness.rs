@@ -255,6 +255,32 @@ fn the_empty_filter_with_read_body_copies_every_byte_in() {
     );
 }
 
+/// The host-call pricing of `make bench`: the reading filter plus so many
+/// header reads and counter increments per call; both are really made.
+#[test]
+fn the_empty_filter_makes_the_host_calls_it_is_asked_for() {
+    assert_envoy_present();
+    let upstream = testbed::upstream::MockUpstream::start().unwrap();
+    let collector = testbed::collector::Collector::start().unwrap();
+    let opts = EnvoyOptions::new(upstream.addr, collector.addr)
+        .with_filter(FilterVariant::HostCallsWasm {
+            header_reads: 3,
+            counter_adds: 7,
+        })
+        .with_wasm_path("/nonexistent/streamtap.wasm");
+    let envoy = Envoy::start(&opts).unwrap_or_else(|e| panic!("{e}"));
+    let (sent, got) = stream_through(&envoy, &upstream, "empty-wasm-host-calls");
+    assert!(got.body == sent.body, "bytes changed on the way");
+    let calls = collector.wait_for_calls(1, Duration::from_secs(5));
+    // Each read copied ":path" in (/v1/chat/completions, 20 bytes).
+    assert_eq!(
+        calls.first().map(|c| c["bytes"].clone()),
+        Some(serde_json::json!(sent.body.len() + 3 * 20)),
+        "{calls:?}"
+    );
+    assert_eq!(envoy.stat("wasmcustom.empty_filter.adds"), 7);
+}
+
 #[test]
 fn real_envoy_with_sse_to_metadata_streams_and_extracts_usage_and_model() {
     assert_envoy_present();

@@ -187,7 +187,7 @@ pub mod report {
     use super::{fit, Costs};
     use crate::analysis::{spread_of, Spread};
     use crate::measurement::cost::{ShapeRun, COST_CONNECTIONS, SHAPES};
-    use crate::variants::Variant;
+    use crate::variants::{Variant, HOST_CALLS};
 
     /// Per set-up, per round: the shapes' windows.
     pub type Runs = BTreeMap<Variant, Vec<Vec<ShapeRun>>>;
@@ -240,6 +240,10 @@ pub mod report {
         pub shapes: Vec<crate::measurement::cost::Shape>,
         pub variants: Vec<VariantCosts>,
         pub targets: Vec<CostTarget>,
+        /// The price of one request header read, µs per call: round by
+        /// round, the body-reading floor with `HOST_CALLS` more reads minus
+        /// the floor, over `HOST_CALLS`. What bounds a per-call cost.
+        pub header_read_us: Option<Spread>,
     }
 
     fn fits(runs: &[Vec<ShapeRun>]) -> Vec<Option<Costs>> {
@@ -288,7 +292,22 @@ pub mod report {
                 }
             })
             .collect();
+        let floor = runs.get(&Variant::ReadingWasm).map(|r| fits(r));
+        let reads = runs.get(&Variant::ReadingWasmHeaderReads).map(|r| fits(r));
+        let header_read_us = floor.zip(reads).and_then(|(floor, reads)| {
+            let per_read: Vec<f64> = floor
+                .iter()
+                .zip(&reads)
+                .filter_map(|(f, r)| {
+                    Some(
+                        (r.as_ref()?.per_call_us - f.as_ref()?.per_call_us) / f64::from(HOST_CALLS),
+                    )
+                })
+                .collect();
+            spread_of(&per_read)
+        });
         CostModel {
+            header_read_us,
             model: "Envoy CPU = a·calls + b·events + c·chunks, least squares per set-up and round over the shapes",
             connections: COST_CONNECTIONS,
             shapes: SHAPES.to_vec(),
@@ -367,6 +386,10 @@ pub mod report {
                 cell(a.and_then(|a| a.call_of_50_us.as_ref()), 0),
             );
         }
+        println!(
+            "\na request header read (the body-reading floor with {HOST_CALLS} more per call, minus the floor, per read): {} µs per call",
+            cell(model.header_read_us.as_ref(), 2)
+        );
         println!("\ncost model targets (per round: pass if all rounds meet it, fail if none, else within the noise):");
         for t in &model.targets {
             println!(

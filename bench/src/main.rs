@@ -77,6 +77,9 @@ fn run() -> Result<(), String> {
         .enable_all()
         .build()
         .map_err(|e| format!("tokio runtime: {e}"))?;
+    if let Some((a, b)) = settings.ab {
+        return ab(&rt, &upstream, &settings, a, b, wall);
+    }
     let kept = rounds(&rt, &upstream, &settings, wall)?;
     let cost = if settings.cost_variants.is_empty() {
         None
@@ -192,6 +195,57 @@ fn rounds(
         println!();
     }
     Ok(kept)
+}
+
+/// `make bench-ab`: only the A/B of two set-ups, into `ab.json`.
+fn ab(
+    rt: &tokio::runtime::Runtime,
+    upstream: &MockUpstream,
+    settings: &Settings,
+    a: Variant,
+    b: Variant,
+    wall: Instant,
+) -> Result<(), String> {
+    let bench = Bench {
+        rt,
+        upstream,
+        settings,
+        tck: procfs::clock_ticks_per_second() as f64,
+    };
+    let reps = settings.paired_repetitions.max(2);
+    println!(
+        "A/B: {} (A) against {} (B), {reps} alternating repetitions:",
+        a.label(),
+        b.label()
+    );
+    let comparison = measurement::ab::compare(&bench, a, b, reps)?;
+    let line = |what: &str, s: &Option<analysis::Spread>| match s {
+        Some(s) => println!(
+            "  B − A {what}: median {:+.2} µs ({:+.2} … {:+.2}){}",
+            s.median,
+            s.min,
+            s.max,
+            if s.min <= 0.0 && s.max >= 0.0 {
+                ", within the noise"
+            } else {
+                ""
+            }
+        ),
+        None => println!("  B − A {what}: –"),
+    };
+    line("per call", &comparison.per_call_b_minus_a);
+    line("per event", &comparison.per_event_b_minus_a);
+    fs::create_dir_all(&settings.out_dir)
+        .map_err(|e| format!("create {}: {e}", settings.out_dir.display()))?;
+    let path = settings.out_dir.join("ab.json");
+    let text = serde_json::to_string_pretty(&comparison).map_err(|e| e.to_string())?;
+    fs::write(&path, text).map_err(|e| format!("write {}: {e}", path.display()))?;
+    println!(
+        "\nwrote {} in {:.0} s",
+        path.display(),
+        wall.elapsed().as_secs_f64()
+    );
+    Ok(())
 }
 
 /// The cost model: every cost set-up once per round, the order rotated.

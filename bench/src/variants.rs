@@ -4,6 +4,8 @@ use plotters::style::RGBColor;
 use serde_json::{Map, Value};
 use testbed::envoy::{EnvoyOptions, FilterVariant};
 
+use crate::settings::Settings;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Variant {
     Direct,
@@ -12,6 +14,10 @@ pub enum Variant {
     /// The near-empty filter copying every chunk into the VM (`get_buffer`):
     /// the floor of a filter that reads the body.
     ReadingWasm,
+    /// The body-reading floor with 20 more request header reads per call,
+    /// and with 20 more counter increments: the price of a host call.
+    ReadingWasmHeaderReads,
+    ReadingWasmCounterAdds,
     Streamtap,
     /// streamtap with `stream_health.enabled` false: the price of the
     /// streaming-health accounting is streamtap's figure minus this one's.
@@ -32,15 +38,20 @@ pub enum Variant {
     StreamtapLogWithoutSummary,
     /// streamtap with `stats` false: no stat defined, none moved.
     StreamtapNoStats,
+    /// streamtap's default config on another build of the filter
+    /// (`BENCH_CANDIDATE_WASM`): a lever's A/B (`make bench-ab`).
+    StreamtapCandidate,
     SseToMetadata,
     Buffering,
 }
 
-pub const VARIANTS: [Variant; 15] = [
+pub const VARIANTS: [Variant; 18] = [
     Variant::Direct,
     Variant::Plain,
     Variant::EmptyWasm,
     Variant::ReadingWasm,
+    Variant::ReadingWasmHeaderReads,
+    Variant::ReadingWasmCounterAdds,
     Variant::Streamtap,
     Variant::StreamtapNoHealth,
     Variant::StreamtapTimeline,
@@ -50,6 +61,7 @@ pub const VARIANTS: [Variant; 15] = [
     Variant::StreamtapNoFilterState,
     Variant::StreamtapLogWithoutSummary,
     Variant::StreamtapNoStats,
+    Variant::StreamtapCandidate,
     Variant::SseToMetadata,
     Variant::Buffering,
 ];
@@ -68,11 +80,13 @@ pub const ROUND_VARIANTS: [Variant; 7] = [
 ];
 
 /// The cost model's set-ups by default: every one that runs Envoy but the
-/// buffering control (whose cost is not per chunk).
-pub const COST_VARIANTS: [Variant; 13] = [
+/// buffering control (whose cost is not per chunk), the counter-add pricing
+/// and the candidate build (both for `make bench-ab`).
+pub const COST_VARIANTS: [Variant; 14] = [
     Variant::Plain,
     Variant::EmptyWasm,
     Variant::ReadingWasm,
+    Variant::ReadingWasmHeaderReads,
     Variant::Streamtap,
     Variant::StreamtapNoHealth,
     Variant::StreamtapTimeline,
@@ -85,6 +99,9 @@ pub const COST_VARIANTS: [Variant; 13] = [
     Variant::SseToMetadata,
 ];
 
+/// The host calls per call the two host-call set-ups add.
+pub const HOST_CALLS: u32 = 20;
+
 impl Variant {
     /// Its key in `latest.json` and `BENCH_VARIANTS`.
     pub fn key(self) -> &'static str {
@@ -93,6 +110,8 @@ impl Variant {
             Variant::Plain => "plain_envoy",
             Variant::EmptyWasm => "empty_wasm",
             Variant::ReadingWasm => "reading_wasm",
+            Variant::ReadingWasmHeaderReads => "reading_wasm_header_reads",
+            Variant::ReadingWasmCounterAdds => "reading_wasm_counter_adds",
             Variant::Streamtap => "streamtap",
             Variant::StreamtapNoHealth => "streamtap_no_health",
             Variant::StreamtapTimeline => "streamtap_timeline",
@@ -102,6 +121,7 @@ impl Variant {
             Variant::StreamtapNoFilterState => "streamtap_no_filter_state",
             Variant::StreamtapLogWithoutSummary => "streamtap_log_without_summary",
             Variant::StreamtapNoStats => "streamtap_no_stats",
+            Variant::StreamtapCandidate => "streamtap_candidate",
             Variant::SseToMetadata => "sse_to_metadata",
             Variant::Buffering => "buffering_lua",
         }
@@ -117,6 +137,8 @@ impl Variant {
             Variant::Plain => "plain Envoy",
             Variant::EmptyWasm => "near-empty wasm",
             Variant::ReadingWasm => "body-reading wasm",
+            Variant::ReadingWasmHeaderReads => "body-reading wasm, +20 header reads",
+            Variant::ReadingWasmCounterAdds => "body-reading wasm, +20 counter adds",
             Variant::Streamtap => "streamtap",
             Variant::StreamtapNoHealth => "streamtap, stream_health off",
             Variant::StreamtapTimeline => "streamtap, capture.timeline on",
@@ -126,6 +148,7 @@ impl Variant {
             Variant::StreamtapNoFilterState => "streamtap, filter_state off",
             Variant::StreamtapLogWithoutSummary => "streamtap, access log w/o summary",
             Variant::StreamtapNoStats => "streamtap, stats off",
+            Variant::StreamtapCandidate => "streamtap, candidate build",
             Variant::SseToMetadata => "native sse_to_metadata",
             Variant::Buffering => "buffering Lua (control)",
         }
@@ -138,6 +161,14 @@ impl Variant {
             Variant::Plain => Some(FilterVariant::NoFilter),
             Variant::EmptyWasm => Some(FilterVariant::EmptyWasm),
             Variant::ReadingWasm => Some(FilterVariant::ReadingWasm),
+            Variant::ReadingWasmHeaderReads => Some(FilterVariant::HostCallsWasm {
+                header_reads: HOST_CALLS,
+                counter_adds: 0,
+            }),
+            Variant::ReadingWasmCounterAdds => Some(FilterVariant::HostCallsWasm {
+                header_reads: 0,
+                counter_adds: HOST_CALLS,
+            }),
             Variant::SseToMetadata => Some(FilterVariant::SseToMetadata),
             Variant::Buffering => Some(FilterVariant::BufferingLua),
             _ => Some(FilterVariant::Streamtap),
@@ -145,9 +176,10 @@ impl Variant {
     }
 
     /// Envoy's options for this set-up, from the common ones.
-    pub fn envoy_options(self, opts: EnvoyOptions) -> EnvoyOptions {
-        match self {
-            Variant::StreamtapLogWithoutSummary => opts.without_summary_in_access_log(),
+    pub fn envoy_options(self, opts: EnvoyOptions, settings: &Settings) -> EnvoyOptions {
+        match (self, &settings.candidate_wasm) {
+            (Variant::StreamtapLogWithoutSummary, _) => opts.without_summary_in_access_log(),
+            (Variant::StreamtapCandidate, Some(path)) => opts.with_wasm_path(path),
             _ => opts,
         }
     }
@@ -159,6 +191,8 @@ impl Variant {
             Variant::EmptyWasm => RGBColor(44, 160, 44),
             // The floor's green, darker.
             Variant::ReadingWasm => RGBColor(20, 100, 20),
+            Variant::ReadingWasmHeaderReads => RGBColor(60, 130, 60),
+            Variant::ReadingWasmCounterAdds => RGBColor(90, 150, 90),
             Variant::Streamtap => RGBColor(214, 39, 40),
             // Streamtap's red, lighter.
             Variant::StreamtapNoHealth => RGBColor(255, 152, 150),
@@ -171,6 +205,7 @@ impl Variant {
             Variant::StreamtapNoFilterState => RGBColor(170, 70, 70),
             Variant::StreamtapLogWithoutSummary => RGBColor(240, 120, 100),
             Variant::StreamtapNoStats => RGBColor(160, 40, 90),
+            Variant::StreamtapCandidate => RGBColor(120, 20, 60),
             Variant::SseToMetadata => RGBColor(148, 103, 189),
             Variant::Buffering => RGBColor(255, 127, 14),
         }

@@ -57,6 +57,13 @@ pub enum FilterVariant {
     /// The same filter with `{"read_body":true}`: it copies every chunk into
     /// the VM (`get_buffer`) and counts its bytes: the floor of a filter that reads.
     ReadingWasm,
+    /// The body-reading filter making this many more host calls per call:
+    /// request header reads and counter increments (`{"header_reads":N,
+    /// "counter_adds":M}`): the price of a host call, side by side.
+    HostCallsWasm {
+        header_reads: u32,
+        counter_adds: u32,
+    },
     /// Envoy's native `envoy.filters.http.sse_to_metadata` filter with two JSON
     /// rules on OpenAI `chat.completion.chunk` events: `usage.completion_tokens`
     /// (every event, the last one wins) and `model` (first match), written to the
@@ -271,6 +278,15 @@ pub fn swap_filter_block(template: &str, filter: FilterVariant) -> Result<String
             lines.get(begin + 1..end).unwrap_or_default(),
             r#"{"read_body":true}"#,
         )?,
+        FilterVariant::HostCallsWasm {
+            header_reads,
+            counter_adds,
+        } => empty_wasm_block(
+            lines.get(begin + 1..end).unwrap_or_default(),
+            &format!(
+                r#"{{"read_body":true,"header_reads":{header_reads},"counter_adds":{counter_adds}}}"#
+            ),
+        )?,
     };
     let mut out: Vec<String> = Vec::with_capacity(lines.len());
     out.extend(lines.iter().take(begin + 1).map(|l| l.to_string()));
@@ -473,7 +489,9 @@ impl Envoy {
         }
         let empty = matches!(
             opts.filter,
-            FilterVariant::EmptyWasm | FilterVariant::ReadingWasm
+            FilterVariant::EmptyWasm
+                | FilterVariant::ReadingWasm
+                | FilterVariant::HostCallsWasm { .. }
         );
         if empty && !empty_filter_wasm_path().is_file() {
             return Err(format!(

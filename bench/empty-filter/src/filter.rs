@@ -3,7 +3,7 @@
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel};
+use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType};
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::rc::Rc;
@@ -33,6 +33,28 @@ struct EmptyRoot {
     in_flight: Option<u32>,
     /// `{"read_body":true}`: copy every chunk into the VM (`get_buffer`).
     read_body: bool,
+    /// The price of host calls, for streamtap's per-call cost: this many
+    /// request header reads per call (`"header_reads":N`), this many counter
+    /// increments (`"counter_adds":N`).
+    header_reads: u32,
+    counter_adds: u32,
+    counter: Option<u32>,
+}
+
+/// The number after `"name":` in the config text; 0 when absent.
+fn number(config: &[u8], name: &str) -> u32 {
+    let key = format!("\"{name}\":");
+    let Some(at) = config.windows(key.len()).position(|w| w == key.as_bytes()) else {
+        return 0;
+    };
+    config
+        .get(at + key.len()..)
+        .unwrap_or_default()
+        .iter()
+        .take_while(|b| b.is_ascii_digit())
+        .fold(0u32, |n, b| {
+            n.saturating_mul(10).saturating_add(u32::from(b - b'0'))
+        })
 }
 
 impl EmptyRoot {
@@ -89,6 +111,11 @@ impl RootContext for EmptyRoot {
         self.read_body = config
             .windows(br#""read_body":true"#.len())
             .any(|w| w == br#""read_body":true"#);
+        self.header_reads = number(&config, "header_reads");
+        self.counter_adds = number(&config, "counter_adds");
+        if self.counter_adds > 0 {
+            self.counter = hostcalls::define_metric(MetricType::Counter, "empty_filter.adds").ok();
+        }
         let _ = hostcalls::set_tick_period(TICK);
         true
     }
@@ -103,6 +130,9 @@ impl RootContext for EmptyRoot {
             chunks: 0,
             bytes: 0,
             read_body: self.read_body,
+            header_reads: self.header_reads,
+            counter_adds: self.counter_adds,
+            counter: self.counter,
         }))
     }
 
@@ -117,11 +147,25 @@ struct EmptyHttp {
     /// Bytes copied in (with `read_body`), so the copy is used.
     bytes: u64,
     read_body: bool,
+    header_reads: u32,
+    counter_adds: u32,
+    counter: Option<u32>,
 }
 
 impl Context for EmptyHttp {}
 
 impl HttpContext for EmptyHttp {
+    fn on_http_request_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
+        for _ in 0..self.header_reads {
+            if let Ok(Some(path)) =
+                hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, ":path")
+            {
+                self.bytes += path.len() as u64;
+            }
+        }
+        Action::Continue
+    }
+
     fn on_http_response_body(&mut self, body_size: usize, _end_of_stream: bool) -> Action {
         // Count the chunk; read it only as the body-reading floor.
         self.chunks += 1;
@@ -136,6 +180,11 @@ impl HttpContext for EmptyHttp {
     }
 
     fn on_log(&mut self) {
+        if let Some(id) = self.counter {
+            for _ in 0..self.counter_adds {
+                let _ = hostcalls::increment_metric(id, 1);
+            }
+        }
         let mut queue = self.queue.borrow_mut();
         if queue.len() >= MAX_QUEUE {
             queue.pop_front();

@@ -114,7 +114,7 @@ pub fn run_shapes(bench: &Bench, variant: Variant) -> Result<Vec<ShapeRun>, Stri
     let opts = EnvoyOptions::new(bench.upstream.addr, collector.addr)
         .with_filter(filter)
         .with_plugin_config(&variant.plugin_config(&bench.settings.streamtap_config)?);
-    let envoy = Envoy::start(&variant.envoy_options(opts))?;
+    let envoy = Envoy::start(&variant.envoy_options(opts, bench.settings))?;
     let pid = envoy.pid().ok_or("Envoy has no pid")?;
     let what = format!("cost model, {}", variant.label());
     let warm = bench.rt.block_on(loadgen::run(&workload::saturation(

@@ -99,6 +99,7 @@ pub fn run_variant(bench: &Bench, variant: Variant, round: usize) -> Result<Roun
                 EnvoyOptions::new(upstream.addr, collector.addr)
                     .with_filter(filter)
                     .with_plugin_config(&variant.plugin_config(&settings.streamtap_config)?),
+                settings,
             ),
         )?),
     };

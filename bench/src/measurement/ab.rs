@@ -1,0 +1,167 @@
+//! `make bench-ab`: two set-ups side by side, for one lever at a time. Both
+//! Envoys run for the whole comparison; their windows alternate (A B, B A,
+//! …) so that the machine's drift falls on both alike. Per window, one
+//! Envoy's CPU (schedstat ns, its idle rate taken out) over a load of short
+//! calls (CPU per call) and one of long calls written ten events at a time
+//! (CPU per event). The verdict is on the paired differences: their median,
+//! and "within the noise" while their range holds 0.
+
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use testbed::collector::Collector;
+use testbed::envoy::{Envoy, EnvoyOptions};
+use testbed::procfs;
+
+use super::round::Bench;
+use crate::analysis::{spread_of, Spread};
+use crate::loadgen::{self, CallShape, Stop, Workload};
+use crate::settings::{EXPORT_SETTLE, WARMUP};
+use crate::variants::Variant;
+use crate::workload::{self, check_errors};
+
+/// Calls of 4 events (the fewest the mock writes), one write each, 5 ms
+/// apart: the call's own cost dominates.
+const SHORT: (usize, usize, u64, usize) = (4, 1, 5, 20);
+/// Calls of 400 events, ten a write, 50 ms apart: the events' cost dominates.
+const LONG: (usize, usize, u64, usize) = (400, 10, 50, 1);
+const CONNECTIONS: usize = 100;
+const IDLE_WINDOW: Duration = Duration::from_millis(1000);
+
+/// One set-up's figures in one repetition.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct Window {
+    pub cpu_per_call_us: f64,
+    pub cpu_per_event_us: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Comparison {
+    pub a: &'static str,
+    pub b: &'static str,
+    pub repetitions: Vec<(Window, Window)>,
+    /// B − A, µs of Envoy CPU per short call.
+    pub per_call_b_minus_a: Option<Spread>,
+    /// B − A, µs of Envoy CPU per event of the long calls.
+    pub per_event_b_minus_a: Option<Spread>,
+}
+
+struct Side {
+    variant: Variant,
+    // Envoy first: stopped before its collector.
+    envoy: Envoy,
+    _collector: Collector,
+    pid: u32,
+    idle_ns_per_s: f64,
+}
+
+fn start(bench: &Bench, variant: Variant) -> Result<Side, String> {
+    let collector = Collector::start().map_err(|e| format!("collector: {e}"))?;
+    let filter = variant.filter().ok_or("the A/B needs Envoy".to_string())?;
+    let opts = EnvoyOptions::new(bench.upstream.addr, collector.addr)
+        .with_filter(filter)
+        .with_plugin_config(&variant.plugin_config(&bench.settings.streamtap_config)?);
+    let envoy = Envoy::start(&variant.envoy_options(opts, bench.settings))?;
+    let pid = envoy.pid().ok_or("Envoy has no pid")?;
+    let warm = bench.rt.block_on(loadgen::run(&workload::saturation(
+        envoy.listener,
+        bench.settings,
+        WARMUP,
+    )));
+    check_errors(&format!("A/B {}, warm-up", variant.label()), &warm)?;
+    Ok(Side {
+        variant,
+        envoy,
+        _collector: collector,
+        pid,
+        idle_ns_per_s: 0.0,
+    })
+}
+
+fn run_ns(pid: u32) -> Result<u64, String> {
+    procfs::process_run_ns(pid).ok_or("no schedstat for Envoy".to_string())
+}
+
+/// Envoy's CPU (µs, idle taken out) over one load, and its report.
+fn window(
+    bench: &Bench,
+    side: &Side,
+    (events, per_write, interval_ms, calls): (usize, usize, u64, usize),
+) -> Result<(f64, loadgen::LoadReport), String> {
+    let w = Workload {
+        target: side.envoy.listener,
+        connections: CONNECTIONS,
+        shape: CallShape {
+            chunking: if per_write == 1 {
+                "event".to_string()
+            } else {
+                format!("batch:{per_write}")
+            },
+            ..CallShape::with_events(events, interval_ms)
+        },
+        stop: Stop::CallsPerConnection(calls),
+        record: false,
+        stagger: Duration::from_millis(interval_ms),
+    };
+    let (ns0, t0) = (run_ns(side.pid)?, Instant::now());
+    let report = bench.rt.block_on(loadgen::run(&w));
+    let (ns1, seconds) = (run_ns(side.pid)?, t0.elapsed().as_secs_f64());
+    check_errors(&format!("A/B {}", side.variant.label()), &report)?;
+    let cpu_us = (ns1.saturating_sub(ns0) as f64 - side.idle_ns_per_s * seconds) / 1000.0;
+    Ok((cpu_us, report))
+}
+
+fn measure(bench: &Bench, side: &Side) -> Result<Window, String> {
+    let (short_us, short) = window(bench, side, SHORT)?;
+    let (long_us, long) = window(bench, side, LONG)?;
+    // Let the export of what just ran land before the other side's window.
+    thread::sleep(EXPORT_SETTLE);
+    Ok(Window {
+        cpu_per_call_us: short_us / short.calls.max(1) as f64,
+        cpu_per_event_us: long_us / long.events.max(1) as f64,
+    })
+}
+
+pub fn compare(bench: &Bench, a: Variant, b: Variant, reps: usize) -> Result<Comparison, String> {
+    let mut sides = [start(bench, a)?, start(bench, b)?];
+    thread::sleep(EXPORT_SETTLE);
+    for side in &mut sides {
+        let (ns0, t0) = (run_ns(side.pid)?, Instant::now());
+        thread::sleep(IDLE_WINDOW);
+        side.idle_ns_per_s =
+            run_ns(side.pid)?.saturating_sub(ns0) as f64 / t0.elapsed().as_secs_f64();
+    }
+    let mut repetitions = Vec::with_capacity(reps);
+    for rep in 0..reps {
+        let first = rep % 2;
+        let x = measure(bench, &sides[first])?;
+        let y = measure(bench, &sides[1 - first])?;
+        let (wa, wb) = if first == 0 { (x, y) } else { (y, x) };
+        println!(
+            "  rep {rep}: per call {:>6.1} vs {:>6.1} µs ({:+.1}); per event {:>5.2} vs {:>5.2} µs ({:+.2})",
+            wa.cpu_per_call_us,
+            wb.cpu_per_call_us,
+            wb.cpu_per_call_us - wa.cpu_per_call_us,
+            wa.cpu_per_event_us,
+            wb.cpu_per_event_us,
+            wb.cpu_per_event_us - wa.cpu_per_event_us
+        );
+        repetitions.push((wa, wb));
+    }
+    let diffs = |f: fn(&Window) -> f64| {
+        spread_of(
+            &repetitions
+                .iter()
+                .map(|(a, b)| f(b) - f(a))
+                .collect::<Vec<_>>(),
+        )
+    };
+    Ok(Comparison {
+        a: a.key(),
+        b: b.key(),
+        per_call_b_minus_a: diffs(|w| w.cpu_per_call_us),
+        per_event_b_minus_a: diffs(|w| w.cpu_per_event_us),
+        repetitions,
+    })
+}
