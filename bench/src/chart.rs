@@ -9,6 +9,8 @@ use plotters::coord::CoordTranslate;
 use plotters::prelude::*;
 use plotters::style::{register_font, FontStyle};
 
+use crate::analysis::Spread;
+use crate::cost_model::report::CostModel;
 use crate::measurement::machine::Machine;
 use crate::settings::*;
 use crate::variants::Variant;
@@ -37,15 +39,18 @@ fn cdf_points(sorted: &[u64], max: usize) -> Vec<(f64, f64)> {
 }
 
 /// Two panels: one slow call's tokens as they arrived (per variant), and
-/// the CDF of the per-event delay at moderate load.
+/// the CDF of the per-event delay at moderate load; below them, with a
+/// cost model, each set-up's per-call and per-event cost above plain Envoy.
 pub fn draw_chart(
     path: &Path,
     timelines: &BTreeMap<Variant, Vec<u64>>,
     delays: &BTreeMap<Variant, Vec<u64>>,
+    cost: Option<&CostModel>,
     machine: &Machine,
 ) -> Result<(), String> {
     load_font()?;
-    let root = BitMapBackend::new(path, (1600, 720)).into_drawing_area();
+    let height = if cost.is_some() { 1240 } else { 720 };
+    let root = BitMapBackend::new(path, (1600, height)).into_drawing_area();
     root.fill(&WHITE).map_err(|x| e(&x))?;
     let title = format!(
         "streamtap bench — Envoy {} (1 worker), {} × {}, {}",
@@ -55,10 +60,34 @@ pub fn draw_chart(
         machine.date_utc,
     );
     let root = root.titled(&title, ("sans-serif", 26)).map_err(|x| e(&x))?;
-    let (left, right) = root.split_horizontally(800);
+    let (top, bottom) = root.split_vertically(680);
+    let (left, right) = top.split_horizontally(800);
 
     timeline_panel(&left, timelines)?;
     delay_panel(&right, delays)?;
+    if let Some(model) = cost {
+        let (left, right) = bottom.split_horizontally(800);
+        let rows = |pick: fn(&crate::cost_model::report::CostSpreads) -> Option<&Spread>| {
+            model
+                .variants
+                .iter()
+                .filter_map(|v| {
+                    let variant = Variant::from_key(v.key)?;
+                    Some((variant, pick(v.above_plain.as_ref()?)?.clone()))
+                })
+                .collect::<Vec<_>>()
+        };
+        cost_panel(
+            &left,
+            "Cost model: Envoy CPU per call above plain Envoy (µs; median, min–max of the rounds)",
+            &rows(|c| c.per_call_us.as_ref()),
+        )?;
+        cost_panel(
+            &right,
+            "Cost model: Envoy CPU per event above plain Envoy (µs; median, min–max)",
+            &rows(|c| c.per_event_us.as_ref()),
+        )?;
+    }
     root.present().map_err(|x| e(&x))?;
     Ok(())
 }
@@ -211,6 +240,55 @@ fn delay_panel(right: &Area, delays: &BTreeMap<Variant, Vec<u64>>) -> Result<(),
     Ok(())
 }
 
+/// A cost model panel: one bar per set-up (the median over the rounds)
+/// with its min–max as a whisker.
+fn cost_panel(area: &Area, caption: &str, rows: &[(Variant, Spread)]) -> Result<(), String> {
+    let lo = rows.iter().map(|(_, s)| s.min).fold(0.0, f64::min) * 1.1;
+    let hi = rows.iter().map(|(_, s)| s.max).fold(0.0, f64::max).max(1.0) * 1.1;
+    let n = rows.len().max(1);
+    let mut chart = ChartBuilder::on(area)
+        .caption(caption, ("sans-serif", 18))
+        .margin(15)
+        .x_label_area_size(40)
+        .y_label_area_size(270)
+        .build_cartesian_2d(lo..hi, (0..n).into_segmented())
+        .map_err(|x| e(&x))?;
+    let label = |i: usize| rows.get(i).map_or("", |(v, _)| v.label());
+    chart
+        .configure_mesh()
+        .disable_y_mesh()
+        .y_labels(n)
+        .y_label_formatter(&|y| match y {
+            SegmentValue::CenterOf(i) => label(*i).to_string(),
+            _ => String::new(),
+        })
+        .label_style(("sans-serif", 14))
+        .draw()
+        .map_err(|x| e(&x))?;
+    for (i, (variant, spread)) in rows.iter().enumerate() {
+        let color = variant.color();
+        chart
+            .draw_series(std::iter::once(Rectangle::new(
+                [
+                    (0.0, SegmentValue::Exact(i)),
+                    (spread.median, SegmentValue::Exact(i + 1)),
+                ],
+                color.mix(0.7).filled(),
+            )))
+            .map_err(|x| e(&x))?;
+        chart
+            .draw_series(std::iter::once(PathElement::new(
+                vec![
+                    (spread.min, SegmentValue::CenterOf(i)),
+                    (spread.max, SegmentValue::CenterOf(i)),
+                ],
+                BLACK.stroke_width(2),
+            )))
+            .map_err(|x| e(&x))?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -252,9 +330,56 @@ mod tests {
             .into_iter()
             .collect();
         let path = std::env::temp_dir().join(format!("bench-chart-{}.png", std::process::id()));
-        draw_chart(&path, &timelines, &delays, &machine).unwrap();
+        draw_chart(&path, &timelines, &delays, None, &machine).unwrap();
         let png = fs::read(&path).unwrap();
-        let _ = fs::remove_file(&path);
         assert!(png.starts_with(b"\x89PNG"), "not a PNG");
+        // With a cost model: two more panels, below.
+        let model = crate::cost_model::report::analyse(&synthetic_runs());
+        assert!(model.variants.iter().any(|v| v.above_plain.is_some()));
+        draw_chart(&path, &timelines, &delays, Some(&model), &machine).unwrap();
+        let taller = fs::read(&path).unwrap();
+        let _ = fs::remove_file(&path);
+        assert!(taller.starts_with(b"\x89PNG"), "not a PNG");
+        // The PNG header's height (bytes 20..24): the cost panels add rows.
+        let height = |png: &[u8]| u32::from_be_bytes([png[20], png[21], png[22], png[23]]);
+        assert!(height(&taller) > height(&png));
+    }
+
+    /// Plain Envoy and streamtap over two rounds of the four shapes, CPU
+    /// from known costs (streamtap: +50 µs per call, +1 per event).
+    fn synthetic_runs() -> crate::cost_model::report::Runs {
+        use crate::measurement::cost::{ShapeRun, SHAPES};
+        let runs = |call: f64, event: f64| -> Vec<Vec<ShapeRun>> {
+            (0..2)
+                .map(|round| {
+                    SHAPES
+                        .iter()
+                        .map(|shape| {
+                            let calls = (shape.calls_per_connection * 100) as u64;
+                            let events = calls * shape.events as u64;
+                            let chunks = calls * shape.chunks_per_call() as u64;
+                            ShapeRun {
+                                shape: shape.name,
+                                calls,
+                                events,
+                                chunks,
+                                seconds: 2.0,
+                                cpu_us: calls as f64 * (call + round as f64)
+                                    + events as f64 * event
+                                    + chunks as f64 * 25.0,
+                                worker_busy: 0.5,
+                                envoy_events_per_chunk: None,
+                            }
+                        })
+                        .collect()
+                })
+                .collect()
+        };
+        [
+            (Variant::Plain, runs(70.0, 2.5)),
+            (Variant::Streamtap, runs(120.0, 3.5)),
+        ]
+        .into_iter()
+        .collect()
     }
 }

@@ -125,7 +125,7 @@ fn run() -> Result<(), String> {
     fs::create_dir_all(&settings.out_dir)
         .map_err(|e| format!("create {}: {e}", settings.out_dir.display()))?;
     let png = settings.out_dir.join("latest.png");
-    chart::draw_chart(&png, &kept.timelines, &kept.delays, &machine)?;
+    chart::draw_chart(&png, &kept.timelines, &kept.delays, cost.as_ref(), &machine)?;
     let json_path = report::write_json(&results, &settings.out_dir, wall.elapsed())?;
     report::print(&results);
     println!(
