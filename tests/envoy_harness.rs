@@ -234,20 +234,29 @@ fn real_envoy_with_the_empty_wasm_filter_streams_and_posts_chunk_counts() {
     assert!(!envoy.log().contains("][critical]["), "{}", envoy.log());
 }
 
-/// The body-reading floor of `make bench`: the same filter copying every
-/// chunk into the VM; its record counts the bytes it read.
-#[test]
-fn the_empty_filter_with_read_body_copies_every_byte_in() {
+/// One call through the bench's near-empty filter in `variant` (its bytes
+/// unchanged), and the records its root POSTed.
+fn one_call_through_empty_filter(
+    variant: FilterVariant,
+) -> (Envoy, testbed::upstream::SentStream, Vec<serde_json::Value>) {
     assert_envoy_present();
     let upstream = testbed::upstream::MockUpstream::start().unwrap();
     let collector = testbed::collector::Collector::start().unwrap();
     let opts = EnvoyOptions::new(upstream.addr, collector.addr)
-        .with_filter(FilterVariant::ReadingWasm)
+        .with_filter(variant)
         .with_wasm_path("/nonexistent/streamtap.wasm");
     let envoy = Envoy::start(&opts).unwrap_or_else(|e| panic!("{e}"));
-    let (sent, got) = stream_through(&envoy, &upstream, "empty-wasm-read");
+    let (sent, got) = stream_through(&envoy, &upstream, &format!("empty-wasm-{variant:?}"));
     assert!(got.body == sent.body, "bytes changed on the way");
     let calls = collector.wait_for_calls(1, Duration::from_secs(5));
+    (envoy, sent, calls)
+}
+
+/// The body-reading floor of `make bench`: the same filter copying every
+/// chunk into the VM; its record counts the bytes it read.
+#[test]
+fn the_empty_filter_with_read_body_copies_every_byte_in() {
+    let (_envoy, sent, calls) = one_call_through_empty_filter(FilterVariant::ReadingWasm);
     assert_eq!(
         calls.first().map(|c| c["bytes"].clone()),
         Some(serde_json::json!(sent.body.len())),
@@ -259,19 +268,10 @@ fn the_empty_filter_with_read_body_copies_every_byte_in() {
 /// header reads and counter increments per call; both are really made.
 #[test]
 fn the_empty_filter_makes_the_host_calls_it_is_asked_for() {
-    assert_envoy_present();
-    let upstream = testbed::upstream::MockUpstream::start().unwrap();
-    let collector = testbed::collector::Collector::start().unwrap();
-    let opts = EnvoyOptions::new(upstream.addr, collector.addr)
-        .with_filter(FilterVariant::HostCallsWasm {
-            header_reads: 3,
-            counter_adds: 7,
-        })
-        .with_wasm_path("/nonexistent/streamtap.wasm");
-    let envoy = Envoy::start(&opts).unwrap_or_else(|e| panic!("{e}"));
-    let (sent, got) = stream_through(&envoy, &upstream, "empty-wasm-host-calls");
-    assert!(got.body == sent.body, "bytes changed on the way");
-    let calls = collector.wait_for_calls(1, Duration::from_secs(5));
+    let (envoy, sent, calls) = one_call_through_empty_filter(FilterVariant::HostCallsWasm {
+        header_reads: 3,
+        counter_adds: 7,
+    });
     // Each read copied ":path" in (/v1/chat/completions, 20 bytes).
     assert_eq!(
         calls.first().map(|c| c["bytes"].clone()),
