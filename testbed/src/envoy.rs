@@ -72,6 +72,24 @@ pub enum FilterVariant {
     SseToMetadata,
 }
 
+impl FilterVariant {
+    /// The plugin config of the bench's near-empty filter in this variant;
+    /// None for the variants that do not run it.
+    pub fn empty_filter_config(self) -> Option<String> {
+        match self {
+            FilterVariant::EmptyWasm => Some("{}".to_string()),
+            FilterVariant::ReadingWasm => Some(r#"{"read_body":true}"#.to_string()),
+            FilterVariant::HostCallsWasm {
+                header_reads,
+                counter_adds,
+            } => Some(format!(
+                r#"{{"read_body":true,"header_reads":{header_reads},"counter_adds":{counter_adds}}}"#
+            )),
+            _ => None,
+        }
+    }
+}
+
 /// The dynamic metadata namespace [`FilterVariant::SseToMetadata`] writes to; read
 /// it in an access log as
 /// `%DYNAMIC_METADATA(envoy.filters.http.sse_to_metadata:completion_tokens)%`.
@@ -271,21 +289,11 @@ pub fn swap_filter_block(template: &str, filter: FilterVariant) -> Result<String
         FilterVariant::Streamtap | FilterVariant::NoFilter => Vec::new(),
         FilterVariant::BufferingLua => indented(BUFFERING_LUA_BLOCK),
         FilterVariant::SseToMetadata => indented(SSE_TO_METADATA_BLOCK),
-        FilterVariant::EmptyWasm => {
-            empty_wasm_block(lines.get(begin + 1..end).unwrap_or_default(), "{}")?
-        }
-        FilterVariant::ReadingWasm => empty_wasm_block(
+        FilterVariant::EmptyWasm
+        | FilterVariant::ReadingWasm
+        | FilterVariant::HostCallsWasm { .. } => empty_wasm_block(
             lines.get(begin + 1..end).unwrap_or_default(),
-            r#"{"read_body":true}"#,
-        )?,
-        FilterVariant::HostCallsWasm {
-            header_reads,
-            counter_adds,
-        } => empty_wasm_block(
-            lines.get(begin + 1..end).unwrap_or_default(),
-            &format!(
-                r#"{{"read_body":true,"header_reads":{header_reads},"counter_adds":{counter_adds}}}"#
-            ),
+            &filter.empty_filter_config().unwrap_or_default(),
         )?,
     };
     let mut out: Vec<String> = Vec::with_capacity(lines.len());
@@ -487,13 +495,7 @@ impl Envoy {
                 opts.wasm_path.display()
             ));
         }
-        let empty = matches!(
-            opts.filter,
-            FilterVariant::EmptyWasm
-                | FilterVariant::ReadingWasm
-                | FilterVariant::HostCallsWasm { .. }
-        );
-        if empty && !empty_filter_wasm_path().is_file() {
+        if opts.filter.empty_filter_config().is_some() && !empty_filter_wasm_path().is_file() {
             return Err(format!(
                 "empty filter wasm not found at {} (run `make bench-filters`)",
                 empty_filter_wasm_path().display()

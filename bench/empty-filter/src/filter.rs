@@ -31,11 +31,17 @@ type Queue = Rc<RefCell<VecDeque<String>>>;
 struct EmptyRoot {
     queue: Queue,
     in_flight: Option<u32>,
+    knobs: Knobs,
+}
+
+/// What the plugin config asks each call to do, beyond counting chunks.
+#[derive(Default, Clone, Copy)]
+struct Knobs {
     /// `{"read_body":true}`: copy every chunk into the VM (`get_buffer`).
     read_body: bool,
     /// The price of host calls, for streamtap's per-call cost: this many
     /// request header reads per call (`"header_reads":N`), this many counter
-    /// increments (`"counter_adds":N`).
+    /// increments (`"counter_adds":N`) on the counter `counter`.
     header_reads: u32,
     counter_adds: u32,
     counter: Option<u32>,
@@ -108,14 +114,17 @@ impl RootContext for EmptyRoot {
             .ok()
             .flatten()
             .unwrap_or_default();
-        self.read_body = config
-            .windows(br#""read_body":true"#.len())
-            .any(|w| w == br#""read_body":true"#);
-        self.header_reads = number(&config, "header_reads");
-        self.counter_adds = number(&config, "counter_adds");
-        if self.counter_adds > 0 {
-            self.counter = hostcalls::define_metric(MetricType::Counter, "empty_filter.adds").ok();
-        }
+        let counter_adds = number(&config, "counter_adds");
+        self.knobs = Knobs {
+            read_body: config
+                .windows(br#""read_body":true"#.len())
+                .any(|w| w == br#""read_body":true"#),
+            header_reads: number(&config, "header_reads"),
+            counter_adds,
+            counter: (counter_adds > 0)
+                .then(|| hostcalls::define_metric(MetricType::Counter, "empty_filter.adds").ok())
+                .flatten(),
+        };
         let _ = hostcalls::set_tick_period(TICK);
         true
     }
@@ -129,10 +138,7 @@ impl RootContext for EmptyRoot {
             queue: Rc::clone(&self.queue),
             chunks: 0,
             bytes: 0,
-            read_body: self.read_body,
-            header_reads: self.header_reads,
-            counter_adds: self.counter_adds,
-            counter: self.counter,
+            knobs: self.knobs,
         }))
     }
 
@@ -146,17 +152,14 @@ struct EmptyHttp {
     chunks: u64,
     /// Bytes copied in (with `read_body`), so the copy is used.
     bytes: u64,
-    read_body: bool,
-    header_reads: u32,
-    counter_adds: u32,
-    counter: Option<u32>,
+    knobs: Knobs,
 }
 
 impl Context for EmptyHttp {}
 
 impl HttpContext for EmptyHttp {
     fn on_http_request_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
-        for _ in 0..self.header_reads {
+        for _ in 0..self.knobs.header_reads {
             if let Ok(Some(path)) =
                 hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, ":path")
             {
@@ -169,7 +172,7 @@ impl HttpContext for EmptyHttp {
     fn on_http_response_body(&mut self, body_size: usize, _end_of_stream: bool) -> Action {
         // Count the chunk; read it only as the body-reading floor.
         self.chunks += 1;
-        if self.read_body && body_size > 0 {
+        if self.knobs.read_body && body_size > 0 {
             if let Ok(Some(chunk)) =
                 hostcalls::get_buffer(BufferType::HttpResponseBody, 0, body_size)
             {
@@ -180,8 +183,8 @@ impl HttpContext for EmptyHttp {
     }
 
     fn on_log(&mut self) {
-        if let Some(id) = self.counter {
-            for _ in 0..self.counter_adds {
+        if let Some(id) = self.knobs.counter {
+            for _ in 0..self.knobs.counter_adds {
                 let _ = hostcalls::increment_metric(id, 1);
             }
         }

@@ -7,27 +7,37 @@
 //! and "within the noise" while their range holds 0.
 
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use serde::Serialize;
 use testbed::collector::Collector;
-use testbed::envoy::{Envoy, EnvoyOptions};
-use testbed::procfs;
+use testbed::envoy::Envoy;
 
+use super::cost::{idle_ns_per_s, run_ns, warmed_envoy, workload, Shape};
 use super::round::Bench;
 use crate::analysis::{spread_of, Spread};
-use crate::loadgen::{self, CallShape, Stop, Workload};
-use crate::settings::{EXPORT_SETTLE, WARMUP};
+use crate::loadgen::{self, LoadReport};
+use crate::settings::EXPORT_SETTLE;
 use crate::variants::Variant;
-use crate::workload::{self, check_errors};
+use crate::workload::check_errors;
 
 /// Calls of 4 events (the fewest the mock writes), one write each, 5 ms
 /// apart: the call's own cost dominates.
-const SHORT: (usize, usize, u64, usize) = (4, 1, 5, 20);
+const SHORT: Shape = Shape {
+    name: "4 events, 1 per chunk",
+    events: 4,
+    per_write: 1,
+    interval_ms: 5,
+    calls_per_connection: 20,
+};
 /// Calls of 400 events, ten a write, 50 ms apart: the events' cost dominates.
-const LONG: (usize, usize, u64, usize) = (400, 10, 50, 1);
-const CONNECTIONS: usize = 100;
-const IDLE_WINDOW: Duration = Duration::from_millis(1000);
+const LONG: Shape = Shape {
+    name: "400 events, 10 per chunk",
+    events: 400,
+    per_write: 10,
+    interval_ms: 50,
+    calls_per_connection: 1,
+};
 
 /// One set-up's figures in one repetition.
 #[derive(Clone, Copy, Debug, Serialize)]
@@ -56,56 +66,12 @@ struct Side {
     idle_ns_per_s: f64,
 }
 
-fn start(bench: &Bench, variant: Variant) -> Result<Side, String> {
-    let collector = Collector::start().map_err(|e| format!("collector: {e}"))?;
-    let filter = variant.filter().ok_or("the A/B needs Envoy".to_string())?;
-    let opts = EnvoyOptions::new(bench.upstream.addr, collector.addr)
-        .with_filter(filter)
-        .with_plugin_config(&variant.plugin_config(&bench.settings.streamtap_config)?);
-    let envoy = Envoy::start(&variant.envoy_options(opts, bench.settings))?;
-    let pid = envoy.pid().ok_or("Envoy has no pid")?;
-    let warm = bench.rt.block_on(loadgen::run(&workload::saturation(
-        envoy.listener,
-        bench.settings,
-        WARMUP,
-    )));
-    check_errors(&format!("A/B {}, warm-up", variant.label()), &warm)?;
-    Ok(Side {
-        variant,
-        envoy,
-        _collector: collector,
-        pid,
-        idle_ns_per_s: 0.0,
-    })
-}
-
-fn run_ns(pid: u32) -> Result<u64, String> {
-    procfs::process_run_ns(pid).ok_or("no schedstat for Envoy".to_string())
-}
-
 /// Envoy's CPU (µs, idle taken out) over one load, and its report.
-fn window(
-    bench: &Bench,
-    side: &Side,
-    (events, per_write, interval_ms, calls): (usize, usize, u64, usize),
-) -> Result<(f64, loadgen::LoadReport), String> {
-    let w = Workload {
-        target: side.envoy.listener,
-        connections: CONNECTIONS,
-        shape: CallShape {
-            chunking: if per_write == 1 {
-                "event".to_string()
-            } else {
-                format!("batch:{per_write}")
-            },
-            ..CallShape::with_events(events, interval_ms)
-        },
-        stop: Stop::CallsPerConnection(calls),
-        record: false,
-        stagger: Duration::from_millis(interval_ms),
-    };
+fn window(bench: &Bench, side: &Side, shape: &Shape) -> Result<(f64, LoadReport), String> {
     let (ns0, t0) = (run_ns(side.pid)?, Instant::now());
-    let report = bench.rt.block_on(loadgen::run(&w));
+    let report = bench
+        .rt
+        .block_on(loadgen::run(&workload(side.envoy.listener, shape)));
     let (ns1, seconds) = (run_ns(side.pid)?, t0.elapsed().as_secs_f64());
     check_errors(&format!("A/B {}", side.variant.label()), &report)?;
     let cpu_us = (ns1.saturating_sub(ns0) as f64 - side.idle_ns_per_s * seconds) / 1000.0;
@@ -113,8 +79,8 @@ fn window(
 }
 
 fn measure(bench: &Bench, side: &Side) -> Result<Window, String> {
-    let (short_us, short) = window(bench, side, SHORT)?;
-    let (long_us, long) = window(bench, side, LONG)?;
+    let (short_us, short) = window(bench, side, &SHORT)?;
+    let (long_us, long) = window(bench, side, &LONG)?;
     // Let the export of what just ran land before the other side's window.
     thread::sleep(EXPORT_SETTLE);
     Ok(Window {
@@ -124,13 +90,22 @@ fn measure(bench: &Bench, side: &Side) -> Result<Window, String> {
 }
 
 pub fn compare(bench: &Bench, a: Variant, b: Variant, reps: usize) -> Result<Comparison, String> {
-    let mut sides = [start(bench, a)?, start(bench, b)?];
+    let start = |variant: Variant| -> Result<Side, String> {
+        let what = format!("A/B {}", variant.label());
+        let (envoy, collector, pid) = warmed_envoy(bench, variant, &what)?;
+        Ok(Side {
+            variant,
+            envoy,
+            _collector: collector,
+            pid,
+            idle_ns_per_s: 0.0,
+        })
+    };
+    let mut sides = [start(a)?, start(b)?];
     thread::sleep(EXPORT_SETTLE);
+    // Both are up: each one's idle rate is measured with the other idle too.
     for side in &mut sides {
-        let (ns0, t0) = (run_ns(side.pid)?, Instant::now());
-        thread::sleep(IDLE_WINDOW);
-        side.idle_ns_per_s =
-            run_ns(side.pid)?.saturating_sub(ns0) as f64 / t0.elapsed().as_secs_f64();
+        side.idle_ns_per_s = idle_ns_per_s(side.pid)?;
     }
     let mut repetitions = Vec::with_capacity(reps);
     for rep in 0..reps {

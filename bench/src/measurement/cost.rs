@@ -73,8 +73,7 @@ pub const SHAPES: [Shape; 4] = [
     },
 ];
 pub const COST_CONNECTIONS: usize = 100;
-/// Envoy's CPU with no load, measured before the shapes and taken out of
-/// each window (its timers, the stats flush, the filters' ticks).
+/// The window of [`idle_ns_per_s`].
 const IDLE_WINDOW: Duration = Duration::from_millis(1000);
 
 /// One shape's window.
@@ -105,54 +104,79 @@ impl ShapeRun {
     }
 }
 
-/// One set-up in one round: every shape, on one fresh Envoy.
-pub fn run_shapes(bench: &Bench, variant: Variant) -> Result<Vec<ShapeRun>, String> {
+/// A fresh collector and Envoy for `variant`, warmed up (connections, pools,
+/// the Wasm VM's compiled tiers), with Envoy's pid.
+pub fn warmed_envoy(
+    bench: &Bench,
+    variant: Variant,
+    what: &str,
+) -> Result<(Envoy, Collector, u32), String> {
     let collector = Collector::start().map_err(|e| format!("collector: {e}"))?;
     let filter = variant
         .filter()
-        .ok_or("the cost model needs Envoy".to_string())?;
+        .ok_or("the cost model and the A/B need Envoy".to_string())?;
     let opts = EnvoyOptions::new(bench.upstream.addr, collector.addr)
         .with_filter(filter)
         .with_plugin_config(&variant.plugin_config(&bench.settings.streamtap_config)?);
     let envoy = Envoy::start(&variant.envoy_options(opts, bench.settings))?;
     let pid = envoy.pid().ok_or("Envoy has no pid")?;
-    let what = format!("cost model, {}", variant.label());
     let warm = bench.rt.block_on(loadgen::run(&workload::saturation(
         envoy.listener,
         bench.settings,
         WARMUP,
     )));
     check_errors(&format!("{what}, warm-up"), &warm)?;
-    thread::sleep(EXPORT_SETTLE);
-    let run_ns = || procfs::process_run_ns(pid).ok_or("no schedstat for Envoy".to_string());
-    let idle_start = (run_ns()?, Instant::now());
+    Ok((envoy, collector, pid))
+}
+
+/// Envoy's CPU (schedstat ns), the whole process.
+pub fn run_ns(pid: u32) -> Result<u64, String> {
+    procfs::process_run_ns(pid).ok_or("no schedstat for Envoy".to_string())
+}
+
+/// Envoy's CPU rate with no load (ns per s), over [`IDLE_WINDOW`]: its
+/// timers, the stats flush, the filters' ticks, taken out of each window.
+pub fn idle_ns_per_s(pid: u32) -> Result<f64, String> {
+    let (ns0, t0) = (run_ns(pid)?, Instant::now());
     thread::sleep(IDLE_WINDOW);
-    let idle_ns_per_s =
-        run_ns()?.saturating_sub(idle_start.0) as f64 / idle_start.1.elapsed().as_secs_f64();
+    Ok(run_ns(pid)?.saturating_sub(ns0) as f64 / t0.elapsed().as_secs_f64())
+}
+
+/// The paced load of `shape` on [`COST_CONNECTIONS`] streams to `target`.
+pub fn workload(target: std::net::SocketAddr, shape: &Shape) -> Workload {
+    let chunking = if shape.per_write == 1 {
+        "event".to_string()
+    } else {
+        format!("batch:{}", shape.per_write)
+    };
+    Workload {
+        target,
+        connections: COST_CONNECTIONS,
+        shape: CallShape {
+            chunking,
+            ..CallShape::with_events(shape.events, shape.interval_ms)
+        },
+        stop: Stop::CallsPerConnection(shape.calls_per_connection),
+        record: false,
+        stagger: Duration::from_millis(shape.interval_ms),
+    }
+}
+
+/// One set-up in one round: every shape, on one fresh Envoy.
+pub fn run_shapes(bench: &Bench, variant: Variant) -> Result<Vec<ShapeRun>, String> {
+    let what = format!("cost model, {}", variant.label());
+    let (envoy, collector, pid) = warmed_envoy(bench, variant, &what)?;
+    thread::sleep(EXPORT_SETTLE);
+    let idle_ns_per_s = idle_ns_per_s(pid)?;
     let worker_ticks = || procfs::threads_cpu(pid, "wrk:").total();
     let tck = bench.tck;
     let mut runs = Vec::with_capacity(SHAPES.len());
     for shape in SHAPES {
-        let chunking = if shape.per_write == 1 {
-            "event".to_string()
-        } else {
-            format!("batch:{}", shape.per_write)
-        };
-        let w = Workload {
-            target: envoy.listener,
-            connections: COST_CONNECTIONS,
-            shape: CallShape {
-                chunking,
-                ..CallShape::with_events(shape.events, shape.interval_ms)
-            },
-            stop: Stop::CallsPerConnection(shape.calls_per_connection),
-            record: false,
-            stagger: Duration::from_millis(shape.interval_ms),
-        };
+        let w = workload(envoy.listener, &shape);
         let before = collector.calls().len();
-        let (ns0, w0, t0) = (run_ns()?, worker_ticks(), Instant::now());
+        let (ns0, w0, t0) = (run_ns(pid)?, worker_ticks(), Instant::now());
         let report = bench.rt.block_on(loadgen::run(&w));
-        let (ns1, w1, seconds) = (run_ns()?, worker_ticks(), t0.elapsed().as_secs_f64());
+        let (ns1, w1, seconds) = (run_ns(pid)?, worker_ticks(), t0.elapsed().as_secs_f64());
         check_errors(&format!("{what}, {}", shape.name), &report)?;
         let cpu_ns = ns1.saturating_sub(ns0) as f64 - idle_ns_per_s * seconds;
         let envoy_events_per_chunk = if variant.is_streamtap() {
