@@ -159,7 +159,7 @@ bench-filters: wasm-target ## Build the bench's near-empty Wasm filter into dist
 # development loop (one round, the floors and streamtap; writes bench/results/quick/).
 BENCH_FONT := /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf
 
-.PHONY: bench bench-quick bench-ab bench-font
+.PHONY: bench bench-quick bench-ab bench-font bench-vm nodejs
 bench-font:
 	@if [[ ! -f "$(BENCH_FONT)" ]]; then \
 	  echo "installing fonts-dejavu-core (the chart's font)"; \
@@ -181,6 +181,33 @@ AB ?= plain_envoy,streamtap
 REPS ?= 8
 bench-ab: build bench-filters venv bench-font ## One lever's A/B (~1 min): make bench-ab AB=a,b [CANDIDATE=x.wasm]: bench/results/quick/ab.json
 	BENCH_AB=$(AB) BENCH_CANDIDATE_WASM=$(CANDIDATE) BENCH_PAIRED_REPETITIONS=$(REPS) BENCH_OUT_DIR=bench/results/quick $(CARGO) run --release -q -p streamtap-bench --bin bench
+
+# `make bench-vm`: streamtap's own CPU in node's V8 with the host stubbed in
+# JavaScript (bench/vm/): what the VM's code costs a call and an event, the
+# host calls a call makes, and (PROFILE=1) the functions its time goes to, from
+# a build that keeps the name section (target/vm-profile). Envoy's host calls
+# are not in it: `make bench-ab` and `make bench` measure those.
+NODE       ?= node
+# The bench's streamtap config (testbed::envoy::DEFAULT_PLUGIN_CONFIG).
+VM_CONFIG  ?= {"collector":{"cluster":"streamtap_collector","flush_interval_ms":100}}
+VM_NAMED   := target/vm-profile/streamtap-named.wasm
+bench-vm: build bench-filters nodejs ## The filter's own CPU in V8, host stubbed (~1 min; PROFILE=1: where it goes): bench/results/quick/vm.json
+	@if [[ -n "$(PROFILE)" ]]; then \
+	  CARGO_PROFILE_RELEASE_STRIP=false CARGO_TARGET_DIR=target/vm-profile $(CARGO) build -q --release --target $(WASM_TARGET) -p streamtap && \
+	  wasm-opt -g $(WASM_OPT_FLAGS) target/vm-profile/$(WASM_TARGET)/release/streamtap.wasm -o $(VM_NAMED); \
+	fi
+	python3 bench/vm/run.py --node "$(NODE)" --wasm $(WASM) --config '$(VM_CONFIG)' --floor $(EMPTY_WASM) \
+	  $(if $(PROFILE),--profile $(VM_NAMED)) --out bench/results/quick/vm.json
+
+nodejs: ## Install Node.js (Debian package) when missing, for make bench-vm: apt-get, as root or with sudo
+	@if command -v $(NODE) >/dev/null; then \
+	  echo "node: $$($(NODE) --version)"; \
+	else \
+	  SUDO=$$([[ $$(id -u) -eq 0 ]] || echo sudo); \
+	  $$SUDO apt-get install -y -q nodejs >/dev/null 2>&1 || \
+	  ($$SUDO apt-get update -q >/dev/null && $$SUDO apt-get install -y -q nodejs >/dev/null); \
+	  node --version; \
+	fi
 
 # `make images`: local images FROM scratch (no pulls needed) for docker-compose.yml:
 # the .venv Envoy binary, the testbed's mock-upstream and collector, each with the

@@ -17,6 +17,7 @@
 
 use crate::call::health::Verdict;
 use crate::call::tap::Finished;
+use std::borrow::Cow;
 
 /// Longest label value kept (longer ones are cut at a char boundary): an
 /// ARN is ~110 bytes; a header value could be anything.
@@ -26,15 +27,23 @@ const MAX_VALUE_BYTES: usize = 192;
 /// delimiters, so a value (a model id comes from the client) never holds
 /// them: it could not forge or break another label's segment. Control
 /// characters go too (the shared list is newline-separated).
-pub fn clean(value: &str) -> String {
+/// Borrowed when there is nothing to change (the usual case: a call's
+/// labels are cleaned ~40 times, so no copy is made for them).
+pub fn clean(value: &str) -> Cow<'_, str> {
     if value.is_empty() {
-        return "unknown".to_string();
+        return Cow::Borrowed("unknown");
     }
     let mut end = value.len().min(MAX_VALUE_BYTES);
     while !value.is_char_boundary(end) {
         end -= 1;
     }
-    value[..end].replace(|c: char| c == ';' || c == '=' || c.is_control(), "_")
+    let value = &value[..end];
+    let banned = |c: char| c == ';' || c == '=' || c.is_control();
+    if value.contains(banned) {
+        Cow::Owned(value.replace(banned, "_"))
+    } else {
+        Cow::Borrowed(value)
+    }
 }
 
 /// The stat name of `metric` with these labels.
@@ -44,7 +53,14 @@ pub fn labelled_name(metric: &str, labels: &[(&str, &str)]) -> String {
 
 /// The stat name of `metric` with `labels`, then `more` labels.
 fn name_with(metric: &str, labels: &[(&str, &str)], more: &[(&str, &str)]) -> String {
-    let mut name = String::from("streamtap.");
+    const PREFIX: &str = "streamtap.";
+    // Sized once: growing the name label by label cost more than its text.
+    let size = labels
+        .iter()
+        .chain(more)
+        .map(|(t, v)| t.len() + v.len() + 4);
+    let mut name = String::with_capacity(PREFIX.len() + size.sum::<usize>() + metric.len());
+    name.push_str(PREFIX);
     for (tag, value) in labels.iter().chain(more) {
         name.push_str(tag);
         name.push_str("=.");
@@ -215,7 +231,7 @@ pub fn samples(
 ) -> Vec<Sample> {
     let labels = &finished.labels;
     let model = labels.model.as_deref().unwrap_or("unknown");
-    let model = bounds.models.admit(clean(model), shared);
+    let model = bounds.models.admit(clean(model).into_owned(), shared);
     let provider = ("gen_ai_provider_name", labels.provider);
     let model = ("gen_ai_request_model", model.as_str());
     let operation = (
@@ -233,7 +249,7 @@ pub fn samples(
         ),
     ] {
         if let Some(value) = value {
-            admitted.push((tag, bound.admit(clean(value), shared)));
+            admitted.push((tag, bound.admit(clean(value).into_owned(), shared)));
         }
     }
     let whose: Vec<(&str, &str)> = admitted.iter().map(|(t, v)| (*t, v.as_str())).collect();
@@ -355,6 +371,15 @@ mod tests {
         let long = "é".repeat(200);
         let name = labelled_name("calls", &[("consumer", &long)]);
         assert_eq!(name.len(), "streamtap.consumer=.;.calls".len() + 192);
+    }
+
+    #[test]
+    fn a_clean_value_is_not_copied() {
+        assert!(matches!(clean("gpt-4.1"), Cow::Borrowed("gpt-4.1")));
+        assert!(matches!(clean(""), Cow::Borrowed("unknown")));
+        assert!(matches!(clean("a\nb"), Cow::Owned(v) if v == "a_b"));
+        let long = "x".repeat(300);
+        assert!(matches!(clean(&long), Cow::Borrowed(v) if v.len() == 192));
     }
 
     fn finished(model: &str) -> Finished {
