@@ -24,6 +24,7 @@ const text = new TextDecoder();
 // The proxy-wasm ABI's numbers (v0.2.1).
 const OK = 0;
 const NOT_FOUND = 1;
+const EMPTY = 7;
 const MAP = { requestHeaders: 0, responseHeaders: 2, httpCallResponseHeaders: 6 };
 const BUFFER = { requestBody: 0, responseBody: 1, httpCallResponseBody: 4, vmConfig: 6, pluginConfig: 7 };
 const ROOT = 1;
@@ -146,10 +147,13 @@ const env = {
   proxy_set_effective_context: () => OK,
   proxy_done: () => OK,
   proxy_call_foreign_function: () => NOT_FOUND,
-  proxy_register_shared_queue: () => OK,
+  proxy_register_shared_queue: (namePtr, nameLen, tokenPtr) => {
+    view().setUint32(tokenPtr, nextId++, true);
+    return OK;
+  },
   proxy_resolve_shared_queue: () => NOT_FOUND,
   proxy_enqueue_shared_queue: () => OK,
-  proxy_dequeue_shared_queue: () => NOT_FOUND,
+  proxy_dequeue_shared_queue: () => EMPTY, // nothing handed over
   proxy_grpc_call: () => OK,
   proxy_grpc_stream: () => OK,
   proxy_grpc_send: () => OK,
