@@ -19,8 +19,10 @@ use testbed::envoy::{workspace_root, FilterVariant};
 
 const TOKENS: usize = 12;
 const INTERVAL_MS: f64 = 100.0;
-/// How far a token's gap from the previous one may be from `INTERVAL_MS`.
-const SLACK_MS: f64 = 50.0;
+/// How early or late a part may arrive against the upstream's write of it,
+/// both lined up on the first part: less than one interval, so two tokens let
+/// go together fail, while one slow wake-up of the client passes.
+const SLACK_MS: f64 = 75.0;
 
 /// Runs `script` with `.venv`'s Python and `args`; its stdout, one JSON
 /// value a line.
@@ -43,34 +45,63 @@ fn run_python(script: &str, args: &[&str]) -> Vec<Value> {
         .collect()
 }
 
-/// The gaps between the parts that carried text, in ms, must each be the
-/// upstream's interval: a hop that held tokens back makes some ~0 and one long.
-fn check_live(parts: &[Value]) -> Result<(), String> {
+/// The parts that carried text must each arrive when the upstream wrote its
+/// token: lined up on the first, none earlier or later than `SLACK_MS`. A hop
+/// that held tokens back and let them go together delivers the later ones a
+/// whole interval or more "early". Judged against the mock's own write times
+/// (`written_ms`, from its first text event), so a late write upstream is not
+/// taken for buffering.
+fn check_live(parts: &[Value], written_ms: &[f64]) -> Result<(), String> {
     let times: Vec<f64> = parts
         .iter()
         .filter(|p| !p["text"].as_str().unwrap_or_default().is_empty())
         .map(|p| p["t_ms"].as_f64().unwrap())
         .collect();
-    if times.len() != TOKENS {
-        return Err(format!("{} parts with text, not {TOKENS}", times.len()));
+    if times.len() != TOKENS || written_ms.len() != TOKENS {
+        return Err(format!(
+            "{} parts with text and {} text events written, not {TOKENS}",
+            times.len(),
+            written_ms.len()
+        ));
     }
-    for (i, gap) in times.windows(2).map(|w| w[1] - w[0]).enumerate() {
-        if (gap - INTERVAL_MS).abs() > SLACK_MS {
+    for (i, (t, w)) in times.iter().zip(written_ms).enumerate() {
+        let off = (t - times[0]) - (w - written_ms[0]);
+        if off.abs() > SLACK_MS {
             return Err(format!(
-                "gap {i} was {gap:.0} ms, not {INTERVAL_MS} ± {SLACK_MS}: {times:?}"
+                "part {i} arrived {off:+.0} ms off the upstream's write of it (± {SLACK_MS}): \
+                 arrived {times:?}, written {written_ms:?}"
             ));
         }
     }
     Ok(())
 }
 
+/// The mock's write times of its text events, in ms after the first.
+fn text_writes_ms(sent: &testbed::upstream::SentStream) -> Vec<f64> {
+    let text: Vec<_> = sent.events.iter().filter(|e| e.has_content).collect();
+    let first = text.first().map(|e| e.sent_at);
+    text.iter()
+        .filter_map(|e| Some(e.sent_at.duration_since(first?).as_secs_f64() * 1000.0))
+        .collect()
+}
+
 #[test]
 fn the_liveness_check_catches_tokens_held_back() {
     let part = |t: f64| serde_json::json!({"t_ms": t, "text": "tok"});
-    let live: Vec<Value> = (0..TOKENS).map(|i| part(i as f64 * 100.0)).collect();
-    assert!(check_live(&live).is_ok());
-    let held: Vec<Value> = (0..TOKENS).map(|i| part(700.0 + i as f64)).collect();
-    assert!(check_live(&held).is_err());
+    let written: Vec<f64> = (0..TOKENS).map(|i| i as f64 * INTERVAL_MS).collect();
+    let live: Vec<Value> = written.iter().map(|&w| part(3.0 + w)).collect();
+    assert!(check_live(&live, &written).is_ok());
+    // One part 60 ms late (a slow wake-up of the client): still live.
+    let mut late = live.clone();
+    late[TOKENS - 1] = part(3.0 + written[TOKENS - 1] + 60.0);
+    assert!(check_live(&late, &written).is_ok());
+    // All held to the end, or let go two by two: caught.
+    let held: Vec<Value> = (0..TOKENS).map(|i| part(1200.0 + i as f64)).collect();
+    assert!(check_live(&held, &written).is_err());
+    let pairs: Vec<Value> = (0..TOKENS)
+        .map(|i| part(written[i | 1] + i as f64 * 0.1))
+        .collect();
+    assert!(check_live(&pairs, &written).is_err());
 }
 
 const OLLAMA_CHAT: &str = r#"
@@ -92,11 +123,11 @@ fn stream_through_envoy(script: &str) -> (Value, Value, testbed::upstream::SentS
     let host = format!("http://{}", stack.envoy.listener);
     let test_id = support::next_id("sdk");
     let parts = run_python(script, &[&host, &test_id, &TOKENS.to_string()]);
-    check_live(&parts).unwrap_or_else(|e| panic!("{e}\n{parts:?}"));
     let sent = stack
         .upstream
         .wait_sent(&test_id, std::time::Duration::from_secs(5))
         .unwrap();
+    check_live(&parts, &text_writes_ms(&sent)).unwrap_or_else(|e| panic!("{e}\n{parts:?}"));
     let request_id = support::header(&sent, "x-request-id").unwrap();
     let summary = summary_with_id(&stack.collector, &stack.envoy, &request_id);
     let (_, stats) = stack.envoy.admin_get("/stats/prometheus").unwrap();
