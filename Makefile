@@ -69,6 +69,12 @@ wasm-opt: ## Install binaryen's wasm-opt (Debian package) when missing
 	  echo "warning: could not install binaryen; dist/streamtap.wasm will not be size-optimized"; \
 	fi
 
+# Installs Debian packages, as root or with sudo; `apt-get update` only when
+# the install fails (a fresh machine's package lists are empty).
+apt_install = SUDO=$$([[ $$(id -u) -eq 0 ]] || echo sudo); \
+  $$SUDO apt-get install -y -q $(1) >/dev/null 2>&1 || \
+  ($$SUDO apt-get update -q >/dev/null && $$SUDO apt-get install -y -q $(1) >/dev/null)
+
 # nginx (Debian's package) sits in front of Envoy in tests/downstream_buffering.rs:
 # a real reverse proxy whose `gzip on` buffers an SSE stream. The binary is found
 # at NGINX_BIN, in PATH or at /usr/sbin/nginx. Debian 12's `nginx` package is the
@@ -77,9 +83,7 @@ nginx: ## Install nginx (Debian package) when missing: apt-get, as root or with 
 	@if command -v nginx >/dev/null || [[ -x /usr/sbin/nginx ]]; then \
 	  echo "nginx: $$(command -v nginx || echo /usr/sbin/nginx)"; \
 	else \
-	  SUDO=$$([[ $$(id -u) -eq 0 ]] || echo sudo); \
-	  $$SUDO apt-get install -y -q nginx >/dev/null 2>&1 || \
-	  ($$SUDO apt-get update -q >/dev/null && $$SUDO apt-get install -y -q nginx >/dev/null); \
+	  $(call apt_install,nginx); \
 	  /usr/sbin/nginx -v; \
 	fi
 
@@ -90,9 +94,7 @@ chromium: ## Install Chromium (Debian package) when missing: apt-get, as root or
 	@if [[ -n "$${CHROMIUM_BIN:-}" ]] || command -v chromium >/dev/null || [[ -x /usr/bin/chromium ]]; then \
 	  echo "chromium: $${CHROMIUM_BIN:-$$(command -v chromium || echo /usr/bin/chromium)}"; \
 	else \
-	  SUDO=$$([[ $$(id -u) -eq 0 ]] || echo sudo); \
-	  $$SUDO apt-get install -y -q chromium >/dev/null 2>&1 || \
-	  ($$SUDO apt-get update -q >/dev/null && $$SUDO apt-get install -y -q chromium >/dev/null); \
+	  $(call apt_install,chromium); \
 	  /usr/bin/chromium --version 2>/dev/null; \
 	fi
 
@@ -105,9 +107,7 @@ prometheus: ## Install Prometheus (Debian package) when missing: apt-get, as roo
 	@if [[ -n "$${PROMETHEUS_BIN:-}" ]] || command -v prometheus >/dev/null || [[ -x /usr/bin/prometheus ]]; then \
 	  echo "prometheus: $${PROMETHEUS_BIN:-$$(command -v prometheus || echo /usr/bin/prometheus)}"; \
 	else \
-	  SUDO=$$([[ $$(id -u) -eq 0 ]] || echo sudo); \
-	  $$SUDO apt-get install -y -q --no-install-recommends prometheus >/dev/null 2>&1 || \
-	  ($$SUDO apt-get update -q >/dev/null && $$SUDO apt-get install -y -q --no-install-recommends prometheus >/dev/null); \
+	  $(call apt_install,--no-install-recommends prometheus); \
 	  /usr/bin/prometheus --version 2>&1 | head -n1; \
 	fi
 
@@ -192,20 +192,19 @@ NODE       ?= node
 VM_CONFIG  ?= {"collector":{"cluster":"streamtap_collector","flush_interval_ms":100}}
 VM_NAMED   := target/vm-profile/streamtap-named.wasm
 bench-vm: build bench-filters nodejs ## The filter's own CPU in V8, host stubbed (~1 min; PROFILE=1: where it goes): bench/results/quick/vm.json
+	$(CARGO) build --release -q -p streamtap-testbed --bin mock-upstream
 	@if [[ -n "$(PROFILE)" ]]; then \
 	  CARGO_PROFILE_RELEASE_STRIP=false CARGO_TARGET_DIR=target/vm-profile $(CARGO) build -q --release --target $(WASM_TARGET) -p streamtap && \
 	  wasm-opt -g $(WASM_OPT_FLAGS) target/vm-profile/$(WASM_TARGET)/release/streamtap.wasm -o $(VM_NAMED); \
 	fi
-	python3 bench/vm/run.py --node "$(NODE)" --wasm $(WASM) --config '$(VM_CONFIG)' --floor $(EMPTY_WASM) \
+	python3 bench/vm/run.py --node "$(NODE)" --mock $(or $(CARGO_TARGET_DIR),target)/release/mock-upstream --wasm $(WASM) --config '$(VM_CONFIG)' --floor $(EMPTY_WASM) \
 	  $(if $(PROFILE),--profile $(VM_NAMED)) --out bench/results/quick/vm.json
 
 nodejs: ## Install Node.js (Debian package) when missing, for make bench-vm: apt-get, as root or with sudo
 	@if command -v $(NODE) >/dev/null; then \
 	  echo "node: $$($(NODE) --version)"; \
 	else \
-	  SUDO=$$([[ $$(id -u) -eq 0 ]] || echo sudo); \
-	  $$SUDO apt-get install -y -q nodejs >/dev/null 2>&1 || \
-	  ($$SUDO apt-get update -q >/dev/null && $$SUDO apt-get install -y -q nodejs >/dev/null); \
+	  $(call apt_install,nodejs); \
 	  node --version; \
 	fi
 

@@ -78,10 +78,16 @@ fn check_live(parts: &[Value], written_ms: &[f64]) -> Result<(), String> {
 
 /// The mock's write times of its text events, in ms after the first.
 fn text_writes_ms(sent: &testbed::upstream::SentStream) -> Vec<f64> {
-    let text: Vec<_> = sent.events.iter().filter(|e| e.has_content).collect();
-    let first = text.first().map(|e| e.sent_at);
-    text.iter()
-        .filter_map(|e| Some(e.sent_at.duration_since(first?).as_secs_f64() * 1000.0))
+    let mut text = sent
+        .events
+        .iter()
+        .filter(|e| e.has_content)
+        .map(|e| e.sent_at);
+    let Some(first) = text.next() else {
+        return Vec::new();
+    };
+    std::iter::once(0.0)
+        .chain(text.map(|at| at.duration_since(first).as_secs_f64() * 1000.0))
         .collect()
 }
 

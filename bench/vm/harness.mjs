@@ -4,17 +4,18 @@
 // What Envoy's host calls cost is not here (the A/B measures that); what the
 // VM's own code costs is, and which host calls a call makes, by kind.
 //
-// node bench/vm/harness.mjs WASM CONFIG CALLS EVENTS PER_WRITE
-//   prints one JSON line: µs per call, host calls per call (and by kind).
+// node bench/vm/harness.mjs WASM CONFIG CALLS REQUEST_FILE RESPONSE_FILE PER_WRITE
+//   streams RESPONSE_FILE (an SSE body, as the mock upstream wrote it: run.py
+//   records it) PER_WRITE events a chunk, CALLS times, after the request body in
+//   REQUEST_FILE; prints one JSON line: µs per call, host calls per call (and by kind).
 // It is a measurement tool, not a test: nothing here checks streamtap.
 import fs from "node:fs";
 
-const [wasmPath, config, callsArg, eventsArg, perWriteArg] = process.argv.slice(2);
+const [wasmPath, config, callsArg, requestPath, responsePath, perWriteArg] = process.argv.slice(2);
 const CALLS = Number(callsArg);
-const EVENTS = Number(eventsArg);
 const PER_WRITE = Number(perWriteArg);
-if (!wasmPath || !config || !(CALLS > 0) || !(EVENTS >= 4) || !(PER_WRITE > 0)) {
-  console.error("usage: node harness.mjs WASM CONFIG_JSON CALLS EVENTS(>=4) PER_WRITE");
+if (!wasmPath || !config || !(CALLS > 0) || !requestPath || !responsePath || !(PER_WRITE > 0)) {
+  console.error("usage: node harness.mjs WASM CONFIG_JSON CALLS REQUEST_FILE RESPONSE_FILE PER_WRITE");
   process.exit(2);
 }
 
@@ -30,34 +31,13 @@ const BUFFER = { requestBody: 0, responseBody: 1, httpCallResponseBody: 4, vmCon
 const ROOT = 1;
 const TICK_EVERY_CALLS = 20;
 
-// One OpenAI chat stream, the bench's shape: a role delta, tokens, the
-// finish, the usage, [DONE]; PER_WRITE events a body chunk.
-function chatChunk(delta, finish) {
-  return JSON.stringify({
-    id: "chatcmpl-1", object: "chat.completion.chunk", created: 1764000000, model: "gpt-4o-mini",
-    choices: [{ index: 0, delta, finish_reason: finish }],
-  });
+// The response's events (each ends with its blank line), PER_WRITE a chunk.
+const events = fs.readFileSync(responsePath, "utf8").split(/(?<=\n\n)/);
+const chunks = [];
+for (let i = 0; i < events.length; i += PER_WRITE) {
+  chunks.push(utf8.encode(events.slice(i, i + PER_WRITE).join("")));
 }
-function responseChunks(events) {
-  const data = [chatChunk({ role: "assistant", content: "" }, null)];
-  for (let i = 0; data.length < events - 3; i++) data.push(chatChunk({ content: `tok${i} ` }, null));
-  data.push(chatChunk({}, "stop"));
-  data.push(JSON.stringify({
-    id: "chatcmpl-1", object: "chat.completion.chunk", created: 1764000000, model: "gpt-4o-mini",
-    choices: [], usage: { prompt_tokens: 9, completion_tokens: events - 3, total_tokens: events + 6 },
-  }));
-  data.push("[DONE]");
-  const chunks = [];
-  for (let i = 0; i < data.length; i += PER_WRITE) {
-    chunks.push(utf8.encode(data.slice(i, i + PER_WRITE).map((d) => `data: ${d}\n\n`).join("")));
-  }
-  return chunks;
-}
-const requestBody = utf8.encode(JSON.stringify({
-  model: "gpt-4o-mini", stream: true, stream_options: { include_usage: true },
-  messages: [{ role: "user", content: "Say hello in a few words" }],
-}));
-const chunks = responseChunks(EVENTS);
+const requestBody = new Uint8Array(fs.readFileSync(requestPath));
 const empty = new Uint8Array(0);
 
 const maps = {
@@ -228,6 +208,6 @@ for (let i = 0; i < CALLS; i++) oneCall();
 const ns = Number(process.hrtime.bigint() - start);
 const perCall = Object.fromEntries(Object.entries(calls).map(([kind, n]) => [kind, n / CALLS]));
 console.log(JSON.stringify({
-  calls: CALLS, events: EVENTS, per_write: PER_WRITE, us_per_call: ns / CALLS / 1000,
+  calls: CALLS, events: events.length, per_write: PER_WRITE, us_per_call: ns / CALLS / 1000,
   host_calls_per_call: Object.values(perCall).reduce((a, b) => a + b, 0), host_calls: perCall,
 }));

@@ -2,13 +2,16 @@
 
 Runs bench/vm/harness.mjs (node's V8, the host stubbed in JavaScript) over
 short calls (4 events, one a chunk: the cost per call) and long ones (400
-events, ten a chunk: the cost per event), REPS times each, and prints medians
+events, ten a chunk: the cost per event), the bytes the mock upstream answers
+the bench's request with (recorded from testbed's mock-upstream once, so the
+wire format has one author), REPS times each, and prints medians
 and ranges, the host calls a call makes by kind, and with --profile the
 functions the VM's time goes to (node --cpu-prof on a build with names).
 Writes bench/results/quick/vm.json.
 """
 
 import argparse
+import http.client
 import json
 import os
 import re
@@ -22,12 +25,47 @@ from collections import Counter
 HERE = os.path.dirname(os.path.abspath(__file__))
 HARNESS = os.path.join(HERE, "harness.mjs")
 SHAPES = {"short": (20000, 4, 1), "long": (1000, 400, 10)}
+# The bench's request (bench/src/loadgen.rs CHAT_BODY) and its events besides
+# the tokens (NON_TOKEN_EVENTS: the role delta, the finish, the usage, [DONE]).
+CHAT_PATH = "/v1/chat/completions"
+CHAT_BODY = ('{"model":"gpt-4o-mini","stream":true,"stream_options":{"include_usage":true},'
+             '"messages":[{"role":"user","content":"Say hello"}]}')
+NON_TOKEN_EVENTS = 4
 
 
-def run(node, wasm, config, shape, extra=()):
-    calls, events, per_write = SHAPES[shape]
+def record_streams(mock, folder):
+    """Each shape's request and response body, as the mock upstream answers."""
+    upstream = subprocess.Popen([mock, "--listen", "127.0.0.1:0"], stdout=subprocess.PIPE, text=True)
+    try:
+        # "mock-upstream listening on 127.0.0.1:PORT"
+        host, port = upstream.stdout.readline().split()[-1].rsplit(":", 1)
+        request = os.path.join(folder, "request.json")
+        with open(request, "w") as f:
+            f.write(CHAT_BODY)
+        files = {}
+        for shape, (_, events, _) in SHAPES.items():
+            conn = http.client.HTTPConnection(host, int(port), timeout=30)
+            conn.request("POST", CHAT_PATH, CHAT_BODY, {
+                "content-type": "application/json", "x-mock-stamp": "1", "x-mock-interval-ms": "0",
+                "x-mock-tokens": str(events - NON_TOKEN_EVENTS)})
+            answer = conn.getresponse()
+            body = answer.read()
+            got = body.count(b"\n\n")
+            if answer.status != 200 or got != events:
+                sys.exit(f"the mock answered {answer.status} with {got} events, not {events}")
+            files[shape] = (request, os.path.join(folder, f"{shape}.sse"))
+            with open(files[shape][1], "wb") as f:
+                f.write(body)
+        return files
+    finally:
+        upstream.kill()
+
+
+def run(node, wasm, config, shape, streams, extra=()):
+    calls, _, per_write = SHAPES[shape]
+    request, response = streams[shape]
     out = subprocess.run(
-        [node, *extra, HARNESS, wasm, config, str(calls), str(events), str(per_write)],
+        [node, *extra, HARNESS, wasm, config, str(calls), request, response, str(per_write)],
         check=True, capture_output=True, text=True,
     )
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -37,10 +75,10 @@ def spread(values):
     return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
 
-def measure(node, wasm, config, reps):
+def measure(node, wasm, config, reps, streams):
     result = {}
     for shape, (_, events, _) in SHAPES.items():
-        runs = [run(node, wasm, config, shape) for _ in range(reps)]
+        runs = [run(node, wasm, config, shape, streams) for _ in range(reps)]
         per = [r["us_per_call"] / (events if shape == "long" else 1) for r in runs]
         result[shape] = {"us": spread(per), "host_calls": runs[0]["host_calls"]}
     return result
@@ -54,11 +92,11 @@ def demangle(names):
     return {n: re.sub(r"::h[0-9a-f]{16}", "", d) for n, d in zip(names, out.split("\n"))}
 
 
-def profile(node, wasm, config, top):
+def profile(node, wasm, config, streams, top):
     """Self time per function of a short-call run, the stub host as one line."""
     with tempfile.TemporaryDirectory() as folder:
-        run(node, wasm, config, "short", ("--cpu-prof", "--cpu-prof-interval", "50",
-                                          "--cpu-prof-dir", folder))
+        run(node, wasm, config, "short", streams, ("--cpu-prof", "--cpu-prof-interval", "50",
+                                                   "--cpu-prof-dir", folder))
         [name] = os.listdir(folder)
         with open(os.path.join(folder, name)) as f:
             prof = json.load(f)
@@ -79,6 +117,7 @@ def profile(node, wasm, config, top):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--node", default="node")
+    parser.add_argument("--mock", required=True, help="testbed's mock-upstream binary")
     parser.add_argument("--wasm", required=True)
     parser.add_argument("--config", required=True)
     parser.add_argument("--floor", required=True, help="the near-empty filter's .wasm")
@@ -88,8 +127,12 @@ def main():
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
 
-    st = measure(args.node, args.wasm, args.config, args.reps)
-    floor = measure(args.node, args.floor, args.floor_config, args.reps)
+    with tempfile.TemporaryDirectory() as folder:
+        streams = record_streams(args.mock, folder)
+        st = measure(args.node, args.wasm, args.config, args.reps, streams)
+        floor = measure(args.node, args.floor, args.floor_config, args.reps, streams)
+        if args.profile:
+            top = profile(args.node, args.profile, args.config, streams, 25)
     report = {"shapes": {k: {"calls": c, "events": e, "per_write": w} for k, (c, e, w) in SHAPES.items()},
               "streamtap": st, "reading_floor": floor,
               "above_floor": {"per_call_us": st["short"]["us"]["median"] - floor["short"]["us"]["median"],
@@ -106,7 +149,7 @@ def main():
           f"{sum(v for _, v in kinds):.1f} (floor {sum(floor['short']['host_calls'].values()):.1f}): "
           + ", ".join(f"{k} {v:g}" for k, v in kinds))
     if args.profile:
-        report["profile"] = profile(args.node, args.profile, args.config, 25)
+        report["profile"] = top
         print("  where a short call's time goes (self time, node --cpu-prof):")
         for row in report["profile"]:
             print(f"    {100 * row['share']:5.1f}%  {row['function'][:110]}")
